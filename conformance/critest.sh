@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Runs the whole critest suite against a fresh wasm-cri daemon on a temp socket and prints
+# `critest: N passed, M failed, K skipped` (of the suite's specs). Not a gate yet: exits 0 when critest ran,
+# whatever it counted; non-zero only when the harness itself could not run. The JUnit report is kept in
+# $WASM_CRI_ARTIFACTS.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+: "${CARGO_TARGET_DIR:=$HOME/.cache/wasm-cri-target}"
+: "${WASM_CRI_TOOLS:=$HOME/.cache/wasm-cri-tools}"
+: "${WASM_CRI_BIN:=$CARGO_TARGET_DIR/debug/wasm-cri}"
+: "${CRITEST:=$WASM_CRI_TOOLS/bin/critest}"
+: "${WASM_CRI_ARTIFACTS:=/tmp/wasm-cri-artifacts}"
+: "${CRITEST_TIMEOUT:=12m}"
+
+work=$(mktemp -d /tmp/wasm-cri-critest.XXXXXX)
+mkdir -p "$WASM_CRI_ARTIFACTS"
+daemon_pid=
+cleanup() {
+  [[ -n $daemon_pid ]] && kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null
+  # Pod processes outlive the daemon by design: end the ones this run started.
+  pkill -f "$work" 2>/dev/null || true
+  for ns in "$work"/state/netns/*; do [[ -e $ns ]] && umount -l "$ns" 2>/dev/null; done
+  cp "$work/daemon.log" "$WASM_CRI_ARTIFACTS/critest-daemon.log" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+"$WASM_CRI_BIN" --socket "$work/cri.sock" --root "$work/root" --state "$work/state" \
+  >"$work/daemon.log" 2>&1 &
+daemon_pid=$!
+for _ in $(seq 100); do [[ -S $work/cri.sock ]] && break; sleep 0.1; done
+[[ -S $work/cri.sock ]] || { echo "critest: wasm-cri did not start"; cat "$work/daemon.log"; exit 1; }
+
+set +e
+timeout 20m "$CRITEST" --runtime-endpoint "unix://$work/cri.sock" --image-endpoint "unix://$work/cri.sock" \
+  --report-dir "$WASM_CRI_ARTIFACTS" -ginkgo.timeout="$CRITEST_TIMEOUT" -ginkgo.no-color \
+  >"$WASM_CRI_ARTIFACTS/critest.log" 2>&1
+rc=$?
+set -e
+tail -n 5 "$WASM_CRI_ARTIFACTS/critest.log"
+report=$(ls -t "$WASM_CRI_ARTIFACTS"/*.xml 2>/dev/null | head -1 || true)
+if [[ -z $report ]]; then
+  echo "critest: no JUnit report (exit $rc); see $WASM_CRI_ARTIFACTS/critest.log"
+  exit 0
+fi
+# Count testcases in the JUnit report: a <skipped> or <failure>/<error> child marks the outcome.
+python3 - "$report" <<'PY'
+import sys, xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+passed = failed = skipped = 0
+for tc in root.iter("testcase"):
+    name = tc.get("name", "")
+    if name.startswith("[BeforeSuite]") or name.startswith("[AfterSuite]") or name.startswith("[SynchronizedBeforeSuite]"):
+        continue
+    if tc.find("skipped") is not None:
+        skipped += 1
+    elif tc.find("failure") is not None or tc.find("error") is not None:
+        failed += 1
+    else:
+        passed += 1
+print(f"critest: {passed} passed, {failed} failed, {skipped} skipped (of {passed + failed + skipped} specs)")
+PY

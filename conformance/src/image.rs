@@ -1,0 +1,317 @@
+//! Test images: builds a one-layer OCI image (tar+gzip layer, OCI config, OCI manifest) from local files
+//! and pushes it over plain HTTP with `oci-client`; pulls images back for checks.
+//!
+//! Layers are deterministic (sorted entries, mtime 0, uid/gid 0, gzip mtime 0), so pushing the same
+//! files twice yields the same digests.
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
+use oci_client::manifest::{IMAGE_CONFIG_MEDIA_TYPE, IMAGE_LAYER_GZIP_MEDIA_TYPE, OCI_IMAGE_MEDIA_TYPE, OciImageManifest};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use sha2::{Digest, Sha256};
+
+use crate::fixtures;
+
+/// One file placed in the image layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerFile {
+    /// File on the local disk.
+    pub local: PathBuf,
+    /// Absolute path inside the image, e.g. `/app/hello.wasm`.
+    pub image_path: String,
+}
+
+impl LayerFile {
+    pub fn new(local: impl Into<PathBuf>, image_path: impl Into<String>) -> Self {
+        Self { local: local.into(), image_path: image_path.into() }
+    }
+
+    /// Parses the CLI form `LOCAL=IMAGE_PATH`.
+    pub fn parse(spec: &str) -> Result<Self> {
+        let Some((local, image_path)) = spec.split_once('=') else {
+            bail!("file spec {spec:?} is not LOCAL=IMAGE_PATH");
+        };
+        if !image_path.starts_with('/') {
+            bail!("image path {image_path:?} must be absolute");
+        }
+        Ok(Self::new(local, image_path))
+    }
+}
+
+/// What to put into a test image.
+#[derive(Debug, Clone, Default)]
+pub struct ImageSpec {
+    pub files: Vec<LayerFile>,
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    /// `K=V` strings.
+    pub env: Vec<String>,
+    pub workdir: Option<String>,
+    /// `os` of the config; `None` picks `wasip2` when the entrypoint file is a component, else `wasip1`.
+    pub os: Option<String>,
+    /// `architecture` of the config; `None` means `wasm`.
+    pub architecture: Option<String>,
+}
+
+impl ImageSpec {
+    /// An image holding one file that is also the entrypoint.
+    pub fn single(local: impl Into<PathBuf>, image_path: &str) -> Self {
+        Self {
+            files: vec![LayerFile::new(local, image_path)],
+            entrypoint: vec![image_path.to_string()],
+            ..Self::default()
+        }
+    }
+
+    fn resolved_os(&self) -> Result<String> {
+        if let Some(os) = &self.os {
+            return Ok(os.clone());
+        }
+        let entry = self.entrypoint.first().and_then(|e| self.files.iter().find(|f| &f.image_path == e));
+        let component = match entry {
+            Some(file) => {
+                let mut head = [0u8; 8];
+                let mut f = std::fs::File::open(&file.local).with_context(|| format!("open {}", file.local.display()))?;
+                let n = f.read(&mut head).with_context(|| format!("read {}", file.local.display()))?;
+                fixtures::is_component(&head[..n])
+            }
+            None => false,
+        };
+        Ok(if component { "wasip2" } else { "wasip1" }.to_string())
+    }
+}
+
+/// A built image, ready to push.
+#[derive(Debug, Clone)]
+pub struct BuiltImage {
+    /// gzip-compressed layer tar.
+    pub layer: Vec<u8>,
+    /// `sha256:<hex>` of the uncompressed tar.
+    pub diff_id: String,
+    /// Serialized OCI image config.
+    pub config: Vec<u8>,
+}
+
+/// Builds the layer tar from the files: parent dirs first (mode 0755), files with mode 0755.
+pub fn build_layer_tar(files: &[LayerFile]) -> Result<Vec<u8>> {
+    let mut dirs = BTreeSet::new();
+    let mut seen = BTreeSet::new();
+    for file in files {
+        let rel = file.image_path.trim_start_matches('/');
+        if rel.is_empty() {
+            bail!("image path {:?} names the root", file.image_path);
+        }
+        if !seen.insert(rel.to_string()) {
+            bail!("image path {:?} given twice", file.image_path);
+        }
+        let mut parent = Path::new(rel).parent();
+        while let Some(p) = parent {
+            if !p.as_os_str().is_empty() {
+                dirs.insert(p.to_path_buf());
+            }
+            parent = p.parent();
+        }
+    }
+    let mut builder = tar::Builder::new(Vec::new());
+    // BTreeSet order puts every parent before its children.
+    for dir in &dirs {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Directory);
+        header.set_mode(0o755);
+        header.set_size(0);
+        header.set_mtime(0);
+        header.set_uid(0);
+        header.set_gid(0);
+        builder
+            .append_data(&mut header, format!("{}/", dir.display()), std::io::empty())
+            .with_context(|| format!("append dir {}", dir.display()))?;
+    }
+    let mut sorted: Vec<&LayerFile> = files.iter().collect();
+    sorted.sort_by(|a, b| a.image_path.cmp(&b.image_path));
+    for file in sorted {
+        let data = std::fs::read(&file.local).with_context(|| format!("read {}", file.local.display()))?;
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_mode(0o755);
+        header.set_size(data.len() as u64);
+        header.set_mtime(0);
+        header.set_uid(0);
+        header.set_gid(0);
+        builder
+            .append_data(&mut header, file.image_path.trim_start_matches('/'), data.as_slice())
+            .with_context(|| format!("append {}", file.image_path))?;
+    }
+    builder.into_inner().context("finish layer tar")
+}
+
+/// `sha256:<hex>` of `bytes`.
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// Builds layer and config for `spec`.
+pub fn build_image(spec: &ImageSpec) -> Result<BuiltImage> {
+    let tar = build_layer_tar(&spec.files)?;
+    let diff_id = sha256_digest(&tar);
+    let mut gz = flate2::GzBuilder::new().mtime(0).write(Vec::new(), flate2::Compression::default());
+    gz.write_all(&tar).context("gzip layer")?;
+    let layer = gz.finish().context("finish gzip layer")?;
+
+    let mut config = serde_json::Map::new();
+    if !spec.entrypoint.is_empty() {
+        config.insert("Entrypoint".into(), serde_json::json!(spec.entrypoint));
+    }
+    if !spec.cmd.is_empty() {
+        config.insert("Cmd".into(), serde_json::json!(spec.cmd));
+    }
+    if !spec.env.is_empty() {
+        config.insert("Env".into(), serde_json::json!(spec.env));
+    }
+    if let Some(workdir) = &spec.workdir {
+        config.insert("WorkingDir".into(), serde_json::json!(workdir));
+    }
+    let image_config = serde_json::json!({
+        "architecture": spec.architecture.clone().unwrap_or_else(|| "wasm".to_string()),
+        "os": spec.resolved_os()?,
+        "config": config,
+        "rootfs": { "type": "layers", "diff_ids": [diff_id] },
+    });
+    let config = serde_json::to_vec(&image_config).context("serialize image config")?;
+    Ok(BuiltImage { layer, diff_id, config })
+}
+
+/// Makes sure a rustls crypto provider is installed (oci-client is built without one).
+pub fn ensure_crypto_provider() {
+    // Err only means a provider is already installed, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// An `oci-client` speaking plain HTTP.
+pub fn http_client() -> Client {
+    ensure_crypto_provider();
+    Client::new(ClientConfig { protocol: ClientProtocol::Http, ..ClientConfig::default() })
+}
+
+/// Parses `REGISTRY/REPO:TAG`.
+pub fn reference(registry: &str, image: &str) -> Result<Reference> {
+    let full = format!("{registry}/{image}");
+    full.parse().with_context(|| format!("parse image reference {full}"))
+}
+
+/// Builds `spec` and pushes it as `registry/image`; returns the manifest digest.
+pub async fn push_image(registry: &str, image: &str, spec: &ImageSpec) -> Result<String> {
+    let reference = reference(registry, image)?;
+    let built = build_image(spec)?;
+    let layers = [ImageLayer::new(built.layer, IMAGE_LAYER_GZIP_MEDIA_TYPE.to_string(), None)];
+    let config = Config::new(built.config, IMAGE_CONFIG_MEDIA_TYPE.to_string(), None);
+    let mut manifest = OciImageManifest::build(&layers, &config, None);
+    manifest.media_type = Some(OCI_IMAGE_MEDIA_TYPE.to_string());
+    let client = http_client();
+    client
+        .push(&reference, &layers, config, &RegistryAuth::Anonymous, Some(manifest))
+        .await
+        .with_context(|| format!("push {reference}"))?;
+    client
+        .fetch_manifest_digest(&reference, &RegistryAuth::Anonymous)
+        .await
+        .with_context(|| format!("fetch manifest digest of {reference}"))
+}
+
+/// A pulled image: manifest digest, parsed config and the uncompressed layer tars.
+#[derive(Debug, Clone)]
+pub struct PulledImage {
+    pub digest: String,
+    pub config: serde_json::Value,
+    pub layers: Vec<Vec<u8>>,
+}
+
+impl PulledImage {
+    /// Reads `path` (absolute, as in the image) from the layers, last layer wins.
+    pub fn file(&self, path: &str) -> Result<Option<Vec<u8>>> {
+        let want = path.trim_start_matches('/');
+        let mut found = None;
+        for layer in &self.layers {
+            let mut archive = tar::Archive::new(layer.as_slice());
+            for entry in archive.entries().context("read layer tar")? {
+                let mut entry = entry.context("read layer entry")?;
+                let entry_path = entry.path().context("layer entry path")?.to_string_lossy().into_owned();
+                if entry_path.trim_start_matches("./").trim_start_matches('/') == want {
+                    let mut data = Vec::new();
+                    entry.read_to_end(&mut data).context("read layer entry data")?;
+                    found = Some(data);
+                }
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// Pulls `registry/image` over plain HTTP.
+pub async fn pull_image(registry: &str, image: &str) -> Result<PulledImage> {
+    let reference = reference(registry, image)?;
+    let client = http_client();
+    let data = client
+        .pull(&reference, &RegistryAuth::Anonymous, vec![IMAGE_LAYER_GZIP_MEDIA_TYPE])
+        .await
+        .with_context(|| format!("pull {reference}"))?;
+    let config = serde_json::from_slice(&data.config.data).context("parse image config")?;
+    let mut layers = Vec::with_capacity(data.layers.len());
+    for layer in data.layers {
+        let mut tar = Vec::new();
+        flate2::read::GzDecoder::new(&layer.data[..]).read_to_end(&mut tar).context("gunzip layer")?;
+        layers.push(tar);
+    }
+    Ok(PulledImage { digest: data.digest.unwrap_or_default(), config, layers })
+}
+
+/// Builds every fixture into `out` and pushes each as `wasm/<name>:latest` (entrypoint `/<name>.wasm`),
+/// plus `linux/true:latest` holding `/bin/true` as an ELF entrypoint. Returns `(image, digest)` pairs.
+pub async fn build_and_push_all(registry: &str, out: &Path) -> Result<Vec<(String, String)>> {
+    let paths = fixtures::build_all(out)?;
+    push_all_fixtures(registry, &paths).await
+}
+
+/// Pushes already built fixture files (see [`build_and_push_all`]).
+pub async fn push_all_fixtures(registry: &str, paths: &[PathBuf]) -> Result<Vec<(String, String)>> {
+    let mut pushed = Vec::new();
+    for path in paths {
+        let Some(name) = path.file_stem().map(|s| s.to_string_lossy().into_owned()) else {
+            bail!("fixture path {} has no file name", path.display());
+        };
+        let image = format!("wasm/{name}:latest");
+        let spec = ImageSpec::single(path, &format!("/{name}.wasm"));
+        let digest = push_image(registry, &image, &spec).await?;
+        pushed.push((image, digest));
+    }
+    let image = "linux/true:latest".to_string();
+    let spec = ImageSpec {
+        os: Some("linux".into()),
+        architecture: Some("amd64".into()),
+        ..ImageSpec::single("/bin/true", "/true")
+    };
+    let digest = push_image(registry, &image, &spec).await?;
+    pushed.push((image, digest));
+    Ok(pushed)
+}
+
+/// Runs an async harness function to completion on a fresh thread with its own runtime, so it can be
+/// called from plain `#[test]`s and from inside a tokio runtime alike.
+pub fn block_on<T, F>(fut: F) -> Result<T>
+where
+    F: std::future::Future<Output = Result<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    let handle = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("build tokio runtime")?;
+        rt.block_on(fut)
+    });
+    match handle.join() {
+        Ok(result) => result,
+        Err(_) => bail!("harness thread panicked"),
+    }
+}

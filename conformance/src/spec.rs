@@ -1,0 +1,286 @@
+//! Builders for the pod and container config JSON files that `crictl runp` / `crictl create` read
+//! (CRI v1 messages with the snake_case field names of the Go structs).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde_json::{Value, json};
+
+/// Process-unique suffix so pod uids never collide between tests.
+fn unique() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!("{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// `PodSandboxConfig.dns_config`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DnsConfig {
+    pub servers: Vec<String>,
+    pub searches: Vec<String>,
+    pub options: Vec<String>,
+}
+
+/// `PodSandboxConfig`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodConfig {
+    pub name: String,
+    pub namespace: String,
+    pub uid: String,
+    pub attempt: u32,
+    pub hostname: Option<String>,
+    pub log_directory: Option<PathBuf>,
+    pub dns: Option<DnsConfig>,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl PodConfig {
+    /// A pod in namespace `default` with a process-unique uid and nothing else set.
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            namespace: "default".to_string(),
+            uid: format!("uid-{name}-{}", unique()),
+            attempt: 0,
+            hostname: None,
+            log_directory: None,
+            dns: None,
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+        }
+    }
+
+    pub fn namespace(mut self, namespace: &str) -> Self {
+        self.namespace = namespace.to_string();
+        self
+    }
+
+    pub fn uid(mut self, uid: &str) -> Self {
+        self.uid = uid.to_string();
+        self
+    }
+
+    pub fn attempt(mut self, attempt: u32) -> Self {
+        self.attempt = attempt;
+        self
+    }
+
+    pub fn hostname(mut self, hostname: &str) -> Self {
+        self.hostname = Some(hostname.to_string());
+        self
+    }
+
+    pub fn log_directory(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.log_directory = Some(dir.into());
+        self
+    }
+
+    pub fn dns(mut self, dns: DnsConfig) -> Self {
+        self.dns = Some(dns);
+        self
+    }
+
+    pub fn label(mut self, key: &str, value: &str) -> Self {
+        self.labels.insert(key.to_string(), value.to_string());
+        self
+    }
+
+    pub fn annotation(mut self, key: &str, value: &str) -> Self {
+        self.annotations.insert(key.to_string(), value.to_string());
+        self
+    }
+
+    pub fn to_json(&self) -> Value {
+        let mut v = json!({
+            "metadata": {
+                "name": self.name,
+                "namespace": self.namespace,
+                "uid": self.uid,
+                "attempt": self.attempt,
+            },
+            "labels": self.labels,
+            "annotations": self.annotations,
+            "linux": {},
+        });
+        if let Some(hostname) = &self.hostname {
+            v["hostname"] = json!(hostname);
+        }
+        if let Some(dir) = &self.log_directory {
+            v["log_directory"] = json!(dir.to_string_lossy());
+        }
+        if let Some(dns) = &self.dns {
+            v["dns_config"] = json!({
+                "servers": dns.servers,
+                "searches": dns.searches,
+                "options": dns.options,
+            });
+        }
+        v
+    }
+}
+
+/// `Mount`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub container_path: String,
+    pub host_path: PathBuf,
+    pub readonly: bool,
+}
+
+/// `ContainerConfig`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerConfig {
+    pub name: String,
+    pub attempt: u32,
+    pub image: String,
+    pub command: Vec<String>,
+    pub args: Vec<String>,
+    pub envs: Vec<(String, String)>,
+    pub mounts: Vec<Mount>,
+    pub working_dir: Option<String>,
+    /// Relative to the pod's log_directory.
+    pub log_path: Option<String>,
+    pub memory_limit_in_bytes: Option<i64>,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl ContainerConfig {
+    /// A container of `image` with `log_path` `<name>.log`.
+    pub fn new(name: &str, image: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            attempt: 0,
+            image: image.to_string(),
+            command: Vec::new(),
+            args: Vec::new(),
+            envs: Vec::new(),
+            mounts: Vec::new(),
+            working_dir: None,
+            log_path: Some(format!("{name}.log")),
+            memory_limit_in_bytes: None,
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+        }
+    }
+
+    pub fn attempt(mut self, attempt: u32) -> Self {
+        self.attempt = attempt;
+        self
+    }
+
+    pub fn command<I: IntoIterator<Item = S>, S: Into<String>>(mut self, command: I) -> Self {
+        self.command = command.into_iter().map(Into::into).collect();
+        self
+    }
+
+    pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Self {
+        self.args = args.into_iter().map(Into::into).collect();
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.envs.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    pub fn mount(mut self, container_path: &str, host_path: impl Into<PathBuf>, readonly: bool) -> Self {
+        self.mounts.push(Mount { container_path: container_path.to_string(), host_path: host_path.into(), readonly });
+        self
+    }
+
+    pub fn working_dir(mut self, dir: &str) -> Self {
+        self.working_dir = Some(dir.to_string());
+        self
+    }
+
+    /// `None` leaves log_path unset (no log file).
+    pub fn log_path(mut self, path: Option<&str>) -> Self {
+        self.log_path = path.map(str::to_string);
+        self
+    }
+
+    pub fn memory_limit(mut self, bytes: i64) -> Self {
+        self.memory_limit_in_bytes = Some(bytes);
+        self
+    }
+
+    pub fn label(mut self, key: &str, value: &str) -> Self {
+        self.labels.insert(key.to_string(), value.to_string());
+        self
+    }
+
+    pub fn annotation(mut self, key: &str, value: &str) -> Self {
+        self.annotations.insert(key.to_string(), value.to_string());
+        self
+    }
+
+    pub fn to_json(&self) -> Value {
+        let mut v = json!({
+            "metadata": { "name": self.name, "attempt": self.attempt },
+            "image": { "image": self.image },
+            "command": self.command,
+            "args": self.args,
+            "envs": self.envs.iter().map(|(k, val)| json!({ "key": k, "value": val })).collect::<Vec<_>>(),
+            "mounts": self.mounts.iter().map(|m| json!({
+                "container_path": m.container_path,
+                "host_path": m.host_path.to_string_lossy(),
+                "readonly": m.readonly,
+            })).collect::<Vec<_>>(),
+            "labels": self.labels,
+            "annotations": self.annotations,
+            "linux": {},
+        });
+        if let Some(dir) = &self.working_dir {
+            v["working_dir"] = json!(dir);
+        }
+        if let Some(path) = &self.log_path {
+            v["log_path"] = json!(path);
+        }
+        if let Some(bytes) = self.memory_limit_in_bytes {
+            v["linux"] = json!({ "resources": { "memory_limit_in_bytes": bytes } });
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_json_has_crictl_field_names() {
+        let pod = PodConfig::new("p")
+            .hostname("h")
+            .log_directory("/tmp/logs")
+            .dns(DnsConfig { servers: vec!["10.0.0.10".into()], searches: vec![], options: vec![] })
+            .to_json();
+        assert_eq!(pod["metadata"]["name"], "p");
+        assert_eq!(pod["metadata"]["namespace"], "default");
+        assert_eq!(pod["hostname"], "h");
+        assert_eq!(pod["log_directory"], "/tmp/logs");
+        assert_eq!(pod["dns_config"]["servers"][0], "10.0.0.10");
+        assert_ne!(PodConfig::new("p").uid, PodConfig::new("p").uid);
+    }
+
+    #[test]
+    fn container_json_has_crictl_field_names() {
+        let c = ContainerConfig::new("c", "127.0.0.1:5000/wasm/hello:latest")
+            .command(["/hello.wasm"])
+            .args(["a", "b"])
+            .env("K", "V")
+            .mount("/data", "/tmp/data", true)
+            .memory_limit(64 << 20)
+            .to_json();
+        assert_eq!(c["image"]["image"], "127.0.0.1:5000/wasm/hello:latest");
+        assert_eq!(c["command"][0], "/hello.wasm");
+        assert_eq!(c["args"][1], "b");
+        assert_eq!(c["envs"][0]["key"], "K");
+        assert_eq!(c["mounts"][0]["container_path"], "/data");
+        assert_eq!(c["mounts"][0]["readonly"], true);
+        assert_eq!(c["log_path"], "c.log");
+        assert_eq!(c["linux"]["resources"]["memory_limit_in_bytes"], 64 << 20);
+    }
+}

@@ -1,0 +1,6 @@
+//! End-to-end tests for wasm-cri: one integration-test binary, one module per area.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod fixtures;
+mod registry;
+mod run;

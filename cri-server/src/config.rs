@@ -1,0 +1,229 @@
+//! Daemon configuration: built-in defaults, then the TOML config file, then command-line flags (which win).
+
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use serde::Deserialize;
+
+/// Config file read when `--config` is not given, if it exists.
+pub const DEFAULT_CONFIG_FILE: &str = "/etc/wasm-cri/config.toml";
+
+/// Command line of the daemon.
+#[derive(Debug, Parser)]
+#[command(
+    name = "wasm-cri",
+    version,
+    about = "Kubernetes CRI v1 server that runs WebAssembly pods (one process per pod, one wasmtime instance per container)",
+    after_help = "Settings are taken from built-in defaults, then the config file (/etc/wasm-cri/config.toml if it exists, \
+or --config), then these flags. See deploy/config.toml for every key.\n\n\
+`wasm-cri pod` is the per-pod process the daemon starts itself; it is not meant to be run by hand."
+)]
+pub struct Cli {
+    /// TOML config file (default: /etc/wasm-cri/config.toml when present). Unknown keys are rejected.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// CRI socket to serve (default unix:///run/wasm-cri/cri.sock). A `unix://` prefix is accepted.
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<String>,
+    /// Persistent state directory: images, pod and container records (default /var/lib/wasm-cri).
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Volatile state directory: pod sockets, network namespaces (default /run/wasm-cri).
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
+    /// Registry (HOST:PORT) that may be reached over plain HTTP. Repeatable; added to the config file's list.
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    pub insecure_registries: Vec<String>,
+    /// Log filter, e.g. `info`, `debug`, `cri_server=debug` (default info).
+    #[arg(long, value_name = "FILTER")]
+    pub log_level: Option<String>,
+}
+
+/// The config file's keys. Every key is documented in `deploy/config.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    socket: Option<String>,
+    root: Option<PathBuf>,
+    state: Option<PathBuf>,
+    insecure_registries: Option<Vec<String>>,
+    log_level: Option<String>,
+    cgroup_driver: Option<CgroupDriver>,
+}
+
+/// The cgroup driver reported to the kubelet through the RuntimeConfig RPC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CgroupDriver {
+    Cgroupfs,
+    Systemd,
+}
+
+/// Effective configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub socket: PathBuf,
+    pub root: PathBuf,
+    pub state: PathBuf,
+    pub insecure_registries: Vec<String>,
+    pub log_level: String,
+    pub cgroup_driver: CgroupDriver,
+}
+
+/// Configuration problems, reported before the daemon starts.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading config file {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("parsing config file {path} (see deploy/config.toml for the accepted keys)")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("socket {0:?} must be an absolute path or a unix:// URL")]
+    Socket(String),
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            socket: PathBuf::from("/run/wasm-cri/cri.sock"),
+            root: PathBuf::from("/var/lib/wasm-cri"),
+            state: PathBuf::from("/run/wasm-cri"),
+            insecure_registries: Vec::new(),
+            log_level: "info".into(),
+            cgroup_driver: CgroupDriver::Cgroupfs,
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, then the config file, then flags.
+    pub fn load(cli: &Cli) -> Result<Config, ConfigError> {
+        let file = match &cli.config {
+            Some(path) => Some(read_file(path)?),
+            None if Path::new(DEFAULT_CONFIG_FILE).exists() => {
+                Some(read_file(Path::new(DEFAULT_CONFIG_FILE))?)
+            }
+            None => None,
+        };
+        let mut cfg = Config::default();
+        if let Some(f) = file {
+            if let Some(s) = f.socket {
+                cfg.socket = socket_path(&s)?;
+            }
+            cfg.root = f.root.unwrap_or(cfg.root);
+            cfg.state = f.state.unwrap_or(cfg.state);
+            cfg.insecure_registries = f.insecure_registries.unwrap_or_default();
+            cfg.log_level = f.log_level.unwrap_or(cfg.log_level);
+            cfg.cgroup_driver = f.cgroup_driver.unwrap_or(cfg.cgroup_driver);
+        }
+        if let Some(s) = &cli.socket {
+            cfg.socket = socket_path(s)?;
+        }
+        if let Some(r) = &cli.root {
+            cfg.root = r.clone();
+        }
+        if let Some(s) = &cli.state {
+            cfg.state = s.clone();
+        }
+        cfg.insecure_registries
+            .extend(cli.insecure_registries.iter().cloned());
+        if let Some(l) = &cli.log_level {
+            cfg.log_level = l.clone();
+        }
+        Ok(cfg)
+    }
+
+    /// Pod sockets, pod logs and exit records: `<state>/pods/<id>`.
+    pub fn pod_state_dir(&self, pod_id: &str) -> PathBuf {
+        self.state.join("pods").join(pod_id)
+    }
+
+    /// Where pod network namespaces are pinned.
+    pub fn netns_dir(&self) -> PathBuf {
+        self.state.join("netns")
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(&text).map_err(|source| ConfigError::Parse {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn parse(text: &str) -> Result<FileConfig, toml::de::Error> {
+    toml::from_str(text)
+}
+
+fn socket_path(s: &str) -> Result<PathBuf, ConfigError> {
+    let p = s.strip_prefix("unix://").unwrap_or(s);
+    if !p.starts_with('/') {
+        return Err(ConfigError::Socket(s.to_string()));
+    }
+    Ok(PathBuf::from(p))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        Cli::parse_from(std::iter::once("wasm-cri").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(
+            &f,
+            "socket = \"unix:///tmp/a.sock\"\nroot = \"/r\"\ninsecure_registries = [\"h:1\"]\ncgroup_driver = \"systemd\"\n",
+        )
+        .unwrap();
+        let c = Config::load(&cli(&[
+            "--config",
+            f.to_str().unwrap(),
+            "--root",
+            "/flag",
+            "--insecure-registry",
+            "h:2",
+        ]))
+        .unwrap();
+        assert_eq!(c.socket, PathBuf::from("/tmp/a.sock"));
+        assert_eq!(c.root, PathBuf::from("/flag"));
+        assert_eq!(c.insecure_registries, vec!["h:1", "h:2"]);
+        assert_eq!(c.cgroup_driver, CgroupDriver::Systemd);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_their_name() {
+        let err = parse("sokcet = \"/x\"\n").unwrap_err();
+        assert!(err.to_string().contains("sokcet"), "{err}");
+    }
+
+    #[test]
+    fn relative_socket_is_rejected() {
+        assert!(matches!(
+            socket_path("cri.sock"),
+            Err(ConfigError::Socket(_))
+        ));
+    }
+
+    #[test]
+    fn example_config_in_deploy_parses() {
+        let text = include_str!("../../deploy/config.toml");
+        parse(text).unwrap();
+    }
+}

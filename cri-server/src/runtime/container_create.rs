@@ -1,0 +1,343 @@
+//! CRI `CreateContainer`: resolves what to run from the image and the container config (Docker/containerd
+//! rules), prepares the container's private root, and registers the container with its pod process, which
+//! compiles the Wasm (so a non-Wasm entrypoint fails here, with a message that says so).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use proto::cri::{ContainerConfig, CreateContainerRequest, CreateContainerResponse};
+use proto::pod::{ContainerSpec, Preopen};
+use tracing::info;
+
+use super::{Cleanup, Runtime, now_nanos, rootfs};
+use crate::error::ServerError;
+use crate::ids::new_id;
+use crate::state::{Container, ContainerMeta, SandboxState, persist_remove_dir};
+
+impl Runtime {
+    pub async fn create_container(
+        self: &Arc<Self>,
+        req: CreateContainerRequest,
+    ) -> Result<CreateContainerResponse, ServerError> {
+        let config = req
+            .config
+            .ok_or_else(|| ServerError::InvalidArgument("CreateContainer needs a config".into()))?;
+        let md = config.metadata.clone().ok_or_else(|| {
+            ServerError::InvalidArgument("config.metadata.name is required".into())
+        })?;
+        if md.name.is_empty() {
+            return Err(ServerError::InvalidArgument(
+                "config.metadata.name must not be empty".into(),
+            ));
+        }
+        let sandbox = self.store.sandbox(&req.pod_sandbox_id)?;
+        if sandbox.state() != SandboxState::Ready {
+            return Err(ServerError::FailedPrecondition(format!(
+                "pod sandbox {} is not ready; containers can only be created in a ready sandbox",
+                sandbox.meta.id
+            )));
+        }
+        let pod_id = sandbox.meta.id.clone();
+
+        // A retried create (same pod, name and attempt) returns the container the first call made.
+        let key = format!("{pod_id}/{}/{}", md.name, md.attempt);
+        let lock = self.name_lock(&key);
+        let guard = lock.lock().await;
+        let existing = self.store.containers_of(&pod_id).into_iter().find(|c| {
+            let m = c.metadata();
+            m.name == md.name && m.attempt == md.attempt
+        });
+        let result = match existing {
+            Some(c) => {
+                info!(container_id = %c.meta.id, name = %md.name, "CreateContainer retried; returning the existing container");
+                Ok(CreateContainerResponse {
+                    container_id: c.meta.id.clone(),
+                })
+            }
+            None => self.create_in(&sandbox, config).await,
+        };
+        drop(guard);
+        self.release_name_lock(&key);
+        result
+    }
+
+    async fn create_in(
+        &self,
+        sandbox: &crate::state::Sandbox,
+        config: ContainerConfig,
+    ) -> Result<CreateContainerResponse, ServerError> {
+        let image_name = config
+            .image
+            .as_ref()
+            .map(|i| i.image.clone())
+            .unwrap_or_default();
+        if image_name.is_empty() {
+            return Err(ServerError::InvalidArgument(
+                "config.image.image must name an image".into(),
+            ));
+        }
+        let image = self
+            .images
+            .get(&image_name)
+            .ok_or_else(|| ServerError::NotFound {
+                kind: "image",
+                id: image_name.clone(),
+            })?;
+
+        let id = new_id();
+        let mut cleanup = Cleanup::new();
+        let dir = self.store.containers_dir().join(&id);
+        {
+            let d = dir.clone();
+            cleanup.push("container dir", move || {
+                let _ = std::fs::remove_dir_all(d);
+            });
+        }
+        let root = dir.join("rootfs");
+        let (src, dst) = (image.rootfs.clone(), root.clone());
+        tokio::task::spawn_blocking(move || rootfs::copy_tree(&src, &dst))
+            .await
+            .map_err(|source| ServerError::Task {
+                rpc: "CreateContainer",
+                source,
+            })?
+            .map_err(|e| ServerError::io("copying image files into", &root, e))?;
+        copy_pod_etc(&sandbox.meta.state_dir.join("etc"), &root.join("etc"))?;
+
+        let env = merge_env(&image.config.env, &config.envs);
+        let argv = argv(
+            &image.config.entrypoint,
+            &image.config.cmd,
+            &config.command,
+            &config.args,
+        );
+        let Some(argv0) = argv.first() else {
+            return Err(ServerError::FailedPrecondition(format!(
+                "image {image_name} has no Entrypoint or Cmd and the container gives no command: wasm-cri needs the path of the .wasm file to run"
+            )));
+        };
+        let workdir = if !config.working_dir.is_empty() {
+            config.working_dir.clone()
+        } else if !image.config.working_dir.is_empty() {
+            image.config.working_dir.clone()
+        } else {
+            "/".to_string()
+        };
+        let path_env = env.get("PATH").map(String::as_str);
+        let (guest_program, host_program) =
+            rootfs::find_program(&root, argv0, path_env, &workdir).ok_or_else(|| {
+                ServerError::FailedPrecondition(format!(
+                    "image {image_name}: the program {argv0:?} (argv[0]) was not found in the image's files{}",
+                    if argv0.contains('/') { String::new() } else { " on the container's PATH".to_string() }
+                ))
+            })?;
+
+        let read_only_root = config
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref())
+            .is_some_and(|s| s.readonly_rootfs);
+        let mut preopens = vec![Preopen {
+            host_path: root.display().to_string(),
+            guest_path: "/".into(),
+            read_only: read_only_root,
+        }];
+        for m in &config.mounts {
+            let host = Path::new(&m.host_path);
+            if m.container_path.is_empty() || !m.container_path.starts_with('/') {
+                return Err(ServerError::InvalidArgument(format!(
+                    "mount container_path {:?} must be an absolute path",
+                    m.container_path
+                )));
+            }
+            match std::fs::metadata(host) {
+                Ok(meta) if meta.is_dir() => preopens.push(Preopen {
+                    host_path: m.host_path.clone(),
+                    guest_path: m.container_path.clone(),
+                    read_only: m.readonly,
+                }),
+                // WASI can only pre-open directories: a file mount is copied into the container's root at
+                // create time (later changes on the host are not seen).
+                Ok(_) => copy_file_mount(host, &root, &m.container_path)?,
+                Err(e) => return Err(ServerError::io("mount source", host, e)),
+            }
+        }
+
+        let log_path = log_path(sandbox, &config, &dir);
+        let mut env_list: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        env_list.push(format!("PWD={workdir}"));
+        let memory_limit = config
+            .linux
+            .as_ref()
+            .and_then(|l| l.resources.as_ref())
+            .map(|r| r.memory_limit_in_bytes)
+            .filter(|m| *m > 0)
+            .unwrap_or(0) as u64;
+        let spec = ContainerSpec {
+            id: id.clone(),
+            wasm_path: host_program.display().to_string(),
+            args: argv.clone(),
+            env: env_list,
+            preopens,
+            log_path: log_path.display().to_string(),
+            memory_limit_bytes: memory_limit,
+        };
+
+        let mut client = sandbox.client().ok_or_else(|| {
+            ServerError::FailedPrecondition(format!(
+                "pod sandbox {} has no running pod process",
+                sandbox.meta.id
+            ))
+        })?;
+        client
+            .create_container(spec)
+            .await
+            .map_err(|status| ServerError::PodRpc {
+                op: format!("image {image_name}: cannot run {guest_program}"),
+                status,
+            })?;
+        {
+            let sock = sandbox.client();
+            let cid = id.clone();
+            cleanup.push("pod container", move || {
+                if let Some(mut c) = sock {
+                    tokio::spawn(async move {
+                        let _ = c
+                            .remove_container(proto::pod::ContainerRef { id: cid })
+                            .await;
+                    });
+                }
+            });
+        }
+
+        let image_ref = image
+            .repo_digests
+            .first()
+            .cloned()
+            .unwrap_or_else(|| image.id.clone());
+        let meta = ContainerMeta {
+            version: 1,
+            id: id.clone(),
+            pod_id: sandbox.meta.id.clone(),
+            config,
+            created_at: now_nanos(),
+            image_id: image.id.clone(),
+            image_name,
+            image_ref,
+            log_path,
+            rootfs: root,
+        };
+        let container = Container::create(dir, meta)?;
+        self.store
+            .containers
+            .insert(id.clone(), Arc::new(container));
+        cleanup.disarm();
+        info!(pod_id = %sandbox.meta.id, container_id = %id, program = %guest_program, "container created");
+        Ok(CreateContainerResponse { container_id: id })
+    }
+
+    /// Deletes a container's private files (its root copy and records). Logs stay: the kubelet owns them.
+    pub(crate) fn remove_container_files(&self, c: &Container) -> Result<(), ServerError> {
+        persist_remove_dir(c.dir())
+    }
+}
+
+/// Docker/containerd rules: a CRI command replaces the image Entrypoint (and then the image Cmd is dropped);
+/// CRI args replace the image Cmd.
+pub fn argv(
+    entrypoint: &[String],
+    cmd: &[String],
+    command: &[String],
+    args: &[String],
+) -> Vec<String> {
+    let (ep, c) = if !command.is_empty() {
+        (command, args)
+    } else {
+        (entrypoint, if args.is_empty() { cmd } else { args })
+    };
+    ep.iter().chain(c).cloned().collect()
+}
+
+/// Image env first, CRI envs override by key; order is stable.
+pub fn merge_env(image_env: &[String], envs: &[proto::cri::KeyValue]) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for kv in image_env {
+        let (k, v) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
+        out.insert(k.to_string(), v.to_string());
+    }
+    for kv in envs {
+        out.insert(kv.key.clone(), kv.value.clone());
+    }
+    out
+}
+
+fn log_path(sandbox: &crate::state::Sandbox, config: &ContainerConfig, dir: &Path) -> PathBuf {
+    let log_dir = &sandbox.meta.config.log_directory;
+    if !log_dir.is_empty() && !config.log_path.is_empty() {
+        Path::new(log_dir).join(&config.log_path)
+    } else {
+        // The kubelet always sets both; for callers that do not, logs still go somewhere inspectable.
+        dir.join("container.log")
+    }
+}
+
+fn copy_pod_etc(from: &Path, to: &Path) -> Result<(), ServerError> {
+    std::fs::create_dir_all(to).map_err(|e| ServerError::io("creating", to, e))?;
+    for name in ["hostname", "hosts", "resolv.conf"] {
+        let dst = to.join(name);
+        // The image may ship its own as a symlink; the pod's file replaces it.
+        let _ = std::fs::remove_file(&dst);
+        std::fs::copy(from.join(name), &dst)
+            .map_err(|e| ServerError::io("copying pod file to", &dst, e))?;
+    }
+    Ok(())
+}
+
+fn copy_file_mount(host: &Path, root: &Path, container_path: &str) -> Result<(), ServerError> {
+    let dst = root.join(container_path.trim_start_matches('/'));
+    if let Some(parent) = dst.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| ServerError::io("creating", parent, e))?;
+    }
+    let _ = std::fs::remove_file(&dst);
+    std::fs::copy(host, &dst).map_err(|e| ServerError::io("copying file mount to", &dst, e))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn argv_follows_docker_rules() {
+        let (ep, cmd) = (s(&["/app.wasm"]), s(&["--serve"]));
+        assert_eq!(argv(&ep, &cmd, &[], &[]), s(&["/app.wasm", "--serve"]));
+        assert_eq!(argv(&ep, &cmd, &[], &s(&["x"])), s(&["/app.wasm", "x"]));
+        assert_eq!(
+            argv(&ep, &cmd, &s(&["/other.wasm"]), &[]),
+            s(&["/other.wasm"])
+        );
+        assert_eq!(
+            argv(&ep, &cmd, &s(&["/o.wasm"]), &s(&["a"])),
+            s(&["/o.wasm", "a"])
+        );
+        assert_eq!(argv(&[], &cmd, &[], &[]), s(&["--serve"]));
+    }
+
+    #[test]
+    fn cri_env_overrides_image_env() {
+        let env = merge_env(
+            &s(&["PATH=/bin", "A=1"]),
+            &[proto::cri::KeyValue {
+                key: "A".into(),
+                value: "2".into(),
+            }],
+        );
+        assert_eq!(env.get("A").map(String::as_str), Some("2"));
+        assert_eq!(env.get("PATH").map(String::as_str), Some("/bin"));
+    }
+}

@@ -1,0 +1,104 @@
+//! CRI `StopPodSandbox`: stops every container, then the pod process. The sandbox stays (NotReady) until
+//! RemovePodSandbox.
+//!
+//! Idempotent: api.proto (StopPodSandbox) says the call "must not return an error if all relevant resources
+//! have already been reclaimed", so an unknown or already stopped sandbox is a success.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use proto::cri::{StopPodSandboxRequest, StopPodSandboxResponse};
+use proto::pod::{Empty, StopContainerRequest};
+use tracing::{info, warn};
+
+use super::Runtime;
+use crate::error::{ServerError, chain};
+use crate::state::{Sandbox, SandboxState};
+use crate::supervisor;
+
+impl Runtime {
+    pub async fn stop_pod_sandbox(
+        self: &Arc<Self>,
+        req: StopPodSandboxRequest,
+    ) -> Result<StopPodSandboxResponse, ServerError> {
+        let sandbox = match self.store.sandbox(&req.pod_sandbox_id) {
+            Ok(s) => s,
+            Err(ServerError::NotFound { .. }) => return Ok(StopPodSandboxResponse {}),
+            Err(e) => return Err(e),
+        };
+        self.stop_sandbox(&sandbox).await?;
+        Ok(StopPodSandboxResponse {})
+    }
+
+    /// Stops the containers and the pod process of `sandbox`, leaving it NotReady.
+    pub(crate) async fn stop_sandbox(&self, sandbox: &Sandbox) -> Result<(), ServerError> {
+        if sandbox.state() == SandboxState::NotReady {
+            return Ok(());
+        }
+        let id = &sandbox.meta.id;
+        if let Some(mut client) = sandbox.client() {
+            for c in self.store.containers_of(id) {
+                match client
+                    .stop_container(StopContainerRequest {
+                        id: c.meta.id.clone(),
+                        timeout_seconds: 0,
+                    })
+                    .await
+                {
+                    Ok(s) => {
+                        c.apply_pod_status(&s.into_inner())?;
+                    }
+                    Err(status) if status.code() == tonic::Code::NotFound => {}
+                    Err(status) => {
+                        warn!(pod_id = %id, container_id = %c.meta.id, %status, "stopping container failed");
+                    }
+                }
+            }
+            if let Err(status) = client.shutdown(Empty {}).await {
+                warn!(pod_id = %id, %status, "pod process did not accept shutdown; killing it");
+            }
+        }
+        let rec = sandbox.record();
+        wait_or_kill(rec.pid, rec.start_time).await;
+        if sandbox.state() == SandboxState::Ready {
+            sandbox.set_client(None);
+            // Exits on the way down are taken from the pod's exit records; anything still marked running
+            // cannot be any more.
+            supervisor::finish_orphans(
+                self,
+                sandbox,
+                "Error",
+                "stopped with its pod sandbox",
+                false,
+            );
+            sandbox.update(|r| {
+                r.state = SandboxState::NotReady;
+                r.reason = "stopped".into();
+            })?;
+        }
+        info!(pod_id = %id, "pod sandbox stopped");
+        Ok(())
+    }
+}
+
+/// Gives the pod process a moment to exit after Shutdown, then kills it: a stopped sandbox never leaves a
+/// process behind.
+async fn wait_or_kill(pid: u32, start_time: u64) {
+    if pid == 0 {
+        return;
+    }
+    for _ in 0..50 {
+        if !podsandbox::fsutil::process_matches(pid, start_time) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if podsandbox::fsutil::process_matches(pid, start_time)
+        && let Err(err) = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+    {
+        warn!(pid, error = %chain(&err), "killing pod process failed");
+    }
+}

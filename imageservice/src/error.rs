@@ -1,0 +1,167 @@
+//! The crate's one error type. Each variant names the operation that failed and keeps the cause in
+//! `#[source]` rather than repeating it in the message.
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::registry::RegistryError;
+
+/// Everything that can go wrong while pulling, storing, looking up or removing images.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("invalid image reference {reference:?}: {reason}")]
+    InvalidReference { reference: String, reason: String },
+
+    #[error("invalid digest {digest:?}: expected sha256:<64 lowercase hex digits>")]
+    InvalidDigest { digest: String },
+
+    #[error("unsupported digest algorithm in {digest:?}: only sha256 is supported")]
+    UnsupportedDigest { digest: String },
+
+    #[error("image store {} is in use by another process", path.display())]
+    StoreLocked {
+        path: PathBuf,
+        #[source]
+        source: nix::Error,
+    },
+
+    #[error("failed to {op} {}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    #[error("failed to connect to registry {registry}")]
+    Connect {
+        registry: String,
+        #[source]
+        source: RegistryError,
+    },
+
+    #[error("failed to fetch manifest {reference}")]
+    FetchManifest {
+        reference: String,
+        #[source]
+        source: RegistryError,
+    },
+
+    #[error("failed to fetch blob {digest} of {reference}")]
+    FetchBlob {
+        reference: String,
+        digest: String,
+        #[source]
+        source: RegistryError,
+    },
+
+    #[error("content digest mismatch: expected {expected}, got {actual}")]
+    DigestMismatch { expected: String, actual: String },
+
+    #[error("size mismatch for blob {digest}: descriptor says {expected} bytes, got {actual}")]
+    SizeMismatch {
+        digest: String,
+        expected: u64,
+        actual: u64,
+    },
+
+    #[error("{what} {digest} is {size} bytes, more than the {limit} bytes allowed")]
+    TooLarge {
+        what: &'static str,
+        digest: String,
+        size: u64,
+        limit: u64,
+    },
+
+    #[error("failed to parse manifest {digest}")]
+    ParseManifest {
+        digest: String,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    #[error("unsupported manifest media type {media_type:?} (manifest {digest})")]
+    UnsupportedManifest { digest: String, media_type: String },
+
+    #[error(
+        "no image in index {digest} for a wasi/wasm or linux/amd64 platform (available: {available})"
+    )]
+    NoMatchingPlatform { digest: String, available: String },
+
+    #[error("failed to parse image config {digest}")]
+    ParseConfig {
+        digest: String,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    #[error("unsupported image config media type {media_type:?}")]
+    UnsupportedConfig { media_type: String },
+
+    #[error("unsupported layer media type {media_type:?}")]
+    UnsupportedLayer { media_type: String },
+
+    #[error("image {reference} has no layers")]
+    NoLayers { reference: String },
+
+    #[error("failed to read layer {layer}")]
+    ReadLayer {
+        layer: String,
+        #[source]
+        source: io::Error,
+    },
+
+    #[error("refusing entry {path:?} of layer {layer}: {reason}")]
+    UnsafeLayerEntry {
+        layer: String,
+        path: String,
+        reason: &'static str,
+    },
+
+    #[error("failed to unpack entry {path:?} of layer {layer}")]
+    UnpackEntry {
+        layer: String,
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+
+    #[error("uncompressed layer {layer} does not match its diff id: expected {expected}, got {actual}")]
+    DiffIdMismatch {
+        layer: String,
+        expected: String,
+        actual: String,
+    },
+
+    #[error("failed to parse image record {}", path.display())]
+    ParseRecord {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    #[error("image record {} has version {version}, this build reads version 1", path.display())]
+    UnsupportedRecordVersion { path: PathBuf, version: u64 },
+
+    #[error("failed to encode image record {id}")]
+    EncodeRecord {
+        id: String,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    #[error("background task to {op} did not finish")]
+    Task {
+        op: &'static str,
+        #[source]
+        source: tokio::task::JoinError,
+    },
+}
+
+impl ImageError {
+    /// Adapter for `map_err`: an [`ImageError::Io`] naming the operation and path.
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
+        let path = path.into();
+        move |source| ImageError::Io { op, path, source }
+    }
+}

@@ -1,0 +1,428 @@
+//! [`ImageStore::pull`]: resolve the reference to one image manifest (choosing from an index if
+//! needed), check that every layer is of a kind we can apply before downloading anything, fetch
+//! the config and the missing layers into verified blobs, unpack them into a rootfs, and record
+//! the image. Each step either completes or leaves only temp files behind, which are dropped.
+
+use std::collections::BTreeSet;
+use std::collections::hash_map::Entry;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use futures::{StreamExt, TryStreamExt};
+use tracing::{debug, info, warn};
+
+use crate::blob::{self, BlobWriter};
+use crate::digest::Digest;
+use crate::error::ImageError;
+use crate::fsutil;
+use crate::locks::lock;
+use crate::manifest::{
+    self, Descriptor, ImageManifest, MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES, Manifest,
+};
+use crate::platform;
+use crate::record::{self, Record};
+use crate::reference::ImageRef;
+use crate::registry::RegistrySession;
+use crate::store::ImageStore;
+use crate::types::{Image, RegistryAuth};
+use crate::unpack::{self, LayerSource};
+
+/// Layers downloaded at once; registries and small nodes both prefer a few streams to many.
+const PARALLEL_LAYER_DOWNLOADS: usize = 3;
+
+impl ImageStore {
+    /// Pulls `reference` (normalised first; anonymous when `auth` is `None`) and returns the
+    /// stored image. Pulling an image that is already stored only fetches its manifest again
+    /// (tags move) and adds the tag and repo digest to its record.
+    pub async fn pull(
+        &self,
+        reference: &str,
+        auth: Option<RegistryAuth>,
+    ) -> Result<Image, ImageError> {
+        let reference = ImageRef::parse(reference)?;
+        let serial = self.pull_locks.get(&reference.to_string());
+        let _serial = serial.lock().await;
+        let session = self
+            .registry
+            .connect(&reference, auth.as_ref())
+            .map_err(|source| ImageError::Connect {
+                registry: reference.registry().to_owned(),
+                source,
+            })?;
+        let mut pull = Pull {
+            store: self,
+            session: session.as_ref(),
+            reference: &reference,
+            pins: Pins {
+                store: self,
+                held: Vec::new(),
+            },
+            blobs: BTreeSet::new(),
+        };
+        let image = pull.run().await?;
+        info!(reference = %reference, image_id = %image.id, size = image.size, "image pulled");
+        Ok(image)
+    }
+}
+
+/// One pull in progress.
+struct Pull<'a> {
+    store: &'a ImageStore,
+    session: &'a dyn RegistrySession,
+    reference: &'a ImageRef,
+    pins: Pins<'a>,
+    /// Every blob this pull went through; they become the record's `blobs`.
+    blobs: BTreeSet<String>,
+}
+
+impl Pull<'_> {
+    async fn run(&mut self) -> Result<Image, ImageError> {
+        let (top, manifest) = self.resolve().await?;
+        manifest::check_config_media_type(&manifest.config.media_type)?;
+        for layer in &manifest.layers {
+            manifest::layer_format(&layer.media_type)?;
+        }
+        if manifest.layers.is_empty() {
+            return Err(ImageError::NoLayers {
+                reference: self.reference.to_string(),
+            });
+        }
+
+        let config = self.config(&manifest.config).await?;
+        let config_bytes = blob::read_small(
+            &self.store.layout.blob(&config),
+            &config,
+            "image config",
+            MAX_CONFIG_BYTES,
+        )
+        .await?;
+        let parsed = manifest::parse_config(&config_bytes, &config)?;
+        let layers = self.layers(&manifest.layers).await?;
+        self.unpack(&config, &layers, &parsed.diff_ids).await?;
+
+        let repo_tag = match self.reference.digest() {
+            // Docker semantics: a digest wins over a tag given with it; no tag is recorded.
+            Some(_) => None,
+            None => Some(self.reference.to_string()),
+        };
+        let image = Image {
+            id: config.to_string(),
+            repo_tags: repo_tag.into_iter().collect(),
+            repo_digests: vec![format!("{}@{top}", self.reference.name())],
+            size: manifest.layers.iter().map(|l| l.size).sum(),
+            config: parsed.config,
+            os: parsed.os,
+            architecture: parsed.architecture,
+            rootfs: self.store.layout.rootfs(&config),
+            pulled_at: now_nanos(),
+        };
+        self.store.commit(image, std::mem::take(&mut self.blobs))
+    }
+
+    /// The manifest digest to record as repo digest (the index's, if the reference named one,
+    /// as containerd does) and the image manifest to pull.
+    async fn resolve(&mut self) -> Result<(Digest, ImageManifest), ImageError> {
+        let reference = self.reference;
+        let expected = reference.digest().map(Digest::parse).transpose()?;
+        let (top, bytes) = self.manifest(reference, expected).await?;
+        let entries = match manifest::parse_manifest(&bytes, &top)? {
+            Manifest::Image(image) => return Ok((top, image)),
+            Manifest::Index(entries) => entries,
+        };
+        let entry =
+            platform::select(&entries).ok_or_else(|| ImageError::NoMatchingPlatform {
+                digest: top.to_string(),
+                available: platform::describe(&entries),
+            })?;
+        let child = Digest::parse(&entry.digest)?;
+        debug!(index = %top, manifest = %child, "chose image from index");
+        let (child, bytes) = self
+            .manifest(&reference.with_digest(&child.to_string()), Some(child))
+            .await?;
+        match manifest::parse_manifest(&bytes, &child)? {
+            Manifest::Image(image) => Ok((top, image)),
+            Manifest::Index(_) => Err(ImageError::UnsupportedManifest {
+                digest: child.to_string(),
+                media_type: "image index nested in an image index".to_owned(),
+            }),
+        }
+    }
+
+    /// Fetches and stores a manifest; by digest it is served from the store when present.
+    async fn manifest(
+        &mut self,
+        reference: &ImageRef,
+        expected: Option<Digest>,
+    ) -> Result<(Digest, Vec<u8>), ImageError> {
+        let layout = &self.store.layout;
+        if let Some(digest) = &expected {
+            self.pins.pin(digest);
+            let path = layout.blob(digest);
+            if exists(&path).await? {
+                let bytes = blob::read_small(&path, digest, "manifest", MAX_MANIFEST_BYTES).await?;
+                self.blobs.insert(digest.to_string());
+                return Ok((digest.clone(), bytes));
+            }
+        }
+        let bytes = self.session.manifest(reference).await.map_err(|source| {
+            ImageError::FetchManifest {
+                reference: reference.to_string(),
+                source,
+            }
+        })?;
+        let digest = Digest::of(&bytes);
+        if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+            return Err(ImageError::TooLarge {
+                what: "manifest",
+                digest: digest.to_string(),
+                size: bytes.len() as u64,
+                limit: MAX_MANIFEST_BYTES,
+            });
+        }
+        if let Some(expected) = &expected
+            && *expected != digest
+        {
+            return Err(ImageError::DigestMismatch {
+                expected: expected.to_string(),
+                actual: digest.to_string(),
+            });
+        }
+        self.pins.pin(&digest);
+        let path = layout.blob(&digest);
+        if !exists(&path).await? {
+            blob::put_bytes(&layout.tmp_dir(), &path, &digest, &bytes).await?;
+        }
+        self.blobs.insert(digest.to_string());
+        Ok((digest, bytes))
+    }
+
+    async fn config(&mut self, descriptor: &Descriptor) -> Result<Digest, ImageError> {
+        let digest = Digest::parse(&descriptor.digest)?;
+        if descriptor.size > MAX_CONFIG_BYTES {
+            return Err(ImageError::TooLarge {
+                what: "image config",
+                digest: digest.to_string(),
+                size: descriptor.size,
+                limit: MAX_CONFIG_BYTES,
+            });
+        }
+        self.pins.pin(&digest);
+        download(self.store, self.session, self.reference, &digest, descriptor.size).await?;
+        self.blobs.insert(digest.to_string());
+        Ok(digest)
+    }
+
+    async fn layers(&mut self, descriptors: &[Descriptor]) -> Result<Vec<Digest>, ImageError> {
+        let digests = descriptors
+            .iter()
+            .map(|d| Digest::parse(&d.digest))
+            .collect::<Result<Vec<_>, _>>()?;
+        for digest in &digests {
+            self.pins.pin(digest);
+            self.blobs.insert(digest.to_string());
+        }
+        let (store, session, reference) = (self.store, self.session, self.reference);
+        // Owned items: a closure over borrowed tuple items makes the future not `Send` for every lifetime
+        // (a higher-ranked bound the daemon's `tokio::spawn` cannot satisfy).
+        let work: Vec<(Digest, u64)> = digests
+            .iter()
+            .cloned()
+            .zip(descriptors.iter().map(|d| d.size))
+            .collect();
+        futures::stream::iter(work)
+            .map(|(digest, size)| async move {
+                download(store, session, reference, &digest, size).await
+            })
+            .buffer_unordered(PARALLEL_LAYER_DOWNLOADS)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(digests)
+    }
+
+    /// Unpacks the layers into `rootfs/<config-hex>` unless it exists. The config digest is pinned
+    /// by now, so a concurrent remove cannot delete the rootfs between the check and its use.
+    async fn unpack(
+        &self,
+        config: &Digest,
+        layers: &[Digest],
+        diff_ids: &[String],
+    ) -> Result<(), ImageError> {
+        let layout = &self.store.layout;
+        let dest = layout.rootfs(config);
+        if exists(&dest).await? {
+            debug!(rootfs = %dest.display(), "rootfs already unpacked");
+            return Ok(());
+        }
+        let diff_ids: Vec<Option<Digest>> = if diff_ids.len() == layers.len() {
+            diff_ids
+                .iter()
+                .map(|d| Digest::parse(d).map(Some))
+                .collect::<Result<_, _>>()?
+        } else {
+            warn!(image_id = %config, layers = layers.len(), diff_ids = diff_ids.len(),
+                "config lists a different number of diff ids than the manifest has layers; not verifying them");
+            vec![None; layers.len()]
+        };
+        let sources: Vec<LayerSource> = layers
+            .iter()
+            .zip(diff_ids)
+            .map(|(digest, diff_id)| LayerSource {
+                path: layout.blob(digest),
+                digest: digest.clone(),
+                diff_id,
+            })
+            .collect();
+        let tmp = layout.tmp_dir();
+        tokio::task::spawn_blocking(move || unpack_into_place(&sources, &tmp, &dest))
+            .await
+            .map_err(|source| ImageError::Task {
+                op: "unpack layers",
+                source,
+            })?
+    }
+}
+
+/// Unpacks into a fresh dir under `tmp` and renames it to `dest`, so `dest` is complete or absent.
+fn unpack_into_place(sources: &[LayerSource], tmp: &Path, dest: &Path) -> Result<(), ImageError> {
+    let staging = tempfile::Builder::new()
+        .prefix("rootfs-")
+        .tempdir_in(tmp)
+        .map_err(ImageError::io("create temp directory in", tmp))?;
+    unpack::unpack_layers(sources, staging.path())?;
+    // tempdir creates 0700; the rootfs root is an ordinary directory for its consumers.
+    fs::set_permissions(staging.path(), fs::Permissions::from_mode(0o755))
+        .map_err(ImageError::io("set permissions of", staging.path()))?;
+    match fs::rename(staging.path(), dest) {
+        Ok(()) => {
+            let _published: PathBuf = staging.keep();
+            fsutil::fsync_parent(dest)
+        }
+        // Another pull of the same image through a different reference got there first; its
+        // rootfs has the same content, ours is dropped.
+        Err(_) if dest.is_dir() => Ok(()),
+        Err(e) => Err(ImageError::io("rename rootfs into", dest)(e)),
+    }
+}
+
+/// Fetches blob `digest` unless present, verifying it on the way in. The caller has pinned it.
+async fn download(
+    store: &ImageStore,
+    session: &dyn RegistrySession,
+    reference: &ImageRef,
+    digest: &Digest,
+    size: u64,
+) -> Result<(), ImageError> {
+    let path = store.layout.blob(digest);
+    if exists(&path).await? {
+        debug!(%digest, "blob already stored");
+        return Ok(());
+    }
+    let mut writer = BlobWriter::create(&store.layout.tmp_dir(), digest.clone(), Some(size))?;
+    if let Err(source) = session.blob(reference, &digest.to_string(), &mut writer).await {
+        // Our own verdict (too many bytes, wrong digest) is more precise than the transport's.
+        if let Some(mismatch) = writer.mismatch_after_transport_error() {
+            return Err(mismatch);
+        }
+        return Err(ImageError::FetchBlob {
+            reference: reference.to_string(),
+            digest: digest.to_string(),
+            source,
+        });
+    }
+    writer.commit(&path).await?;
+    debug!(%digest, size, "blob stored");
+    Ok(())
+}
+
+async fn exists(path: &Path) -> Result<bool, ImageError> {
+    tokio::fs::try_exists(path)
+        .await
+        .map_err(ImageError::io("check for", path))
+}
+
+fn now_nanos() -> i64 {
+    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
+}
+
+/// Digests pinned by one pull; unpinned when the pull ends, however it ends.
+struct Pins<'a> {
+    store: &'a ImageStore,
+    held: Vec<String>,
+}
+
+impl Pins<'_> {
+    fn pin(&mut self, digest: &Digest) {
+        let digest = digest.to_string();
+        *lock(&self.store.state).pins.entry(digest.clone()).or_default() += 1;
+        self.held.push(digest);
+    }
+}
+
+impl Drop for Pins<'_> {
+    fn drop(&mut self) {
+        let mut state = lock(&self.store.state);
+        for digest in self.held.drain(..) {
+            if let Entry::Occupied(mut count) = state.pins.entry(digest) {
+                *count.get_mut() -= 1;
+                if *count.get() == 0 {
+                    count.remove();
+                }
+            }
+        }
+    }
+}
+
+impl ImageStore {
+    /// Records a pulled image: adds its tag and repo digest to the image's record (creating it),
+    /// and takes the tag away from whichever image had it before. Disk first, then memory.
+    fn commit(&self, pulled: Image, blobs: BTreeSet<String>) -> Result<Image, ImageError> {
+        let mut state = lock(&self.state);
+        let config = Digest::parse(&pulled.id)?;
+        let mut record = match state.images.get(config.hex()) {
+            Some(existing) => {
+                let mut record = existing.clone();
+                let image = &mut record.image;
+                for tag in &pulled.repo_tags {
+                    if !image.repo_tags.contains(tag) {
+                        image.repo_tags.push(tag.clone());
+                    }
+                }
+                for digest in &pulled.repo_digests {
+                    if !image.repo_digests.contains(digest) {
+                        image.repo_digests.push(digest.clone());
+                    }
+                }
+                image.pulled_at = pulled.pulled_at;
+                record
+            }
+            None => Record {
+                image: pulled.clone(),
+                blobs: BTreeSet::new(),
+            },
+        };
+        record.blobs.extend(blobs);
+        record::write(&self.layout, &record)?;
+        let image = record.image.clone();
+        state.images.insert(config.hex().to_owned(), record);
+
+        for tag in &pulled.repo_tags {
+            let previous: Vec<String> = state
+                .images
+                .iter()
+                .filter(|(hex, r)| *hex != config.hex() && r.image.repo_tags.contains(tag))
+                .map(|(hex, _)| hex.clone())
+                .collect();
+            for hex in previous {
+                let Some(mut old) = state.images.get(&hex).cloned() else {
+                    continue;
+                };
+                old.image.repo_tags.retain(|t| t != tag);
+                record::write(&self.layout, &old)?;
+                info!(tag = %tag, from = %old.image.id, to = %image.id, "tag moved to another image");
+                state.images.insert(hex, old);
+            }
+        }
+        Ok(image)
+    }
+}

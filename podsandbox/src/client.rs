@@ -1,0 +1,218 @@
+//! The daemon's side of the pod protocol: spawn a pod process, connect to its socket, and verify that the
+//! process behind a socket is the one we started (pid + start time) before trusting it.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use proto::pod::pod_client::PodClient;
+use proto::pod::{Bootstrap, BootstrapReply, HelloRequest, PROTOCOL_VERSION};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+/// A gRPC client of one pod process.
+pub type Client = PodClient<Channel>;
+
+/// How long a pod process may take from exec to its bootstrap reply.
+const BOOTSTRAP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Failures talking to a pod process.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("starting pod process {exe}")]
+    Spawn {
+        exe: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("exchanging the bootstrap messages with the pod process")]
+    Bootstrap(#[source] std::io::Error),
+    #[error("the pod process did not answer its bootstrap within {0:?}")]
+    BootstrapTimeout(Duration),
+    #[error("the pod process failed to start: {0}")]
+    Refused(String),
+    #[error("pod protocol version mismatch: daemon speaks {ours}, pod process speaks {theirs}")]
+    Version { ours: u32, theirs: u32 },
+    #[error("connecting to pod socket {path}")]
+    Connect {
+        path: PathBuf,
+        #[source]
+        source: tonic::transport::Error,
+    },
+    #[error("asking the pod process at {path} who it is")]
+    Hello {
+        path: PathBuf,
+        #[source]
+        source: tonic::Status,
+    },
+    #[error("the process behind {path} is not the expected pod process ({reason})")]
+    Impostor { path: PathBuf, reason: String },
+}
+
+/// A freshly started pod process.
+pub struct Spawned {
+    pub client: Client,
+    pub pid: u32,
+    pub start_time: u64,
+    /// The child handle: await it to reap the process when it exits.
+    pub child: tokio::process::Child,
+}
+
+/// Starts `exe pod` with `boot` on its stdin and the process's own log going to `log_path`.
+pub async fn spawn(exe: &Path, boot: &Bootstrap, log_path: &Path) -> Result<Spawned, ClientError> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)
+        .map_err(|source| ClientError::Spawn {
+            exe: exe.to_path_buf(),
+            source,
+        })?;
+    let mut child = tokio::process::Command::new(exe)
+        .arg("pod")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        // The pod must outlive the daemon: never kill it because a handle was dropped.
+        .kill_on_drop(false)
+        .spawn()
+        .map_err(|source| ClientError::Spawn {
+            exe: exe.to_path_buf(),
+            source,
+        })?;
+    let reply = tokio::time::timeout(BOOTSTRAP_TIMEOUT, exchange(&mut child, boot)).await;
+    let reply = match reply {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            let _ = child.start_kill();
+            return Err(e);
+        }
+        Err(_) => {
+            let _ = child.start_kill();
+            return Err(ClientError::BootstrapTimeout(BOOTSTRAP_TIMEOUT));
+        }
+    };
+    if !reply.error.is_empty() {
+        let _ = child.wait().await;
+        return Err(ClientError::Refused(reply.error));
+    }
+    if reply.protocol_version != PROTOCOL_VERSION {
+        let _ = child.start_kill();
+        return Err(ClientError::Version {
+            ours: PROTOCOL_VERSION,
+            theirs: reply.protocol_version,
+        });
+    }
+    let socket = PathBuf::from(&boot.socket_path);
+    let client = match connect(&socket).await {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = child.start_kill();
+            return Err(e);
+        }
+    };
+    Ok(Spawned {
+        client,
+        pid: reply.pid,
+        start_time: reply.start_time,
+        child,
+    })
+}
+
+async fn exchange(
+    child: &mut tokio::process::Child,
+    boot: &Bootstrap,
+) -> Result<BootstrapReply, ClientError> {
+    let mut stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| ClientError::Bootstrap(std::io::Error::other("no stdin pipe")))?;
+    stdin
+        .write_all(&prost::Message::encode_length_delimited_to_vec(boot))
+        .await
+        .map_err(ClientError::Bootstrap)?;
+    // Closing stdin is the end-of-message marker.
+    drop(stdin);
+    let mut stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| ClientError::Bootstrap(std::io::Error::other("no stdout pipe")))?;
+    let mut buf = Vec::new();
+    stdout
+        .read_to_end(&mut buf)
+        .await
+        .map_err(ClientError::Bootstrap)?;
+    if buf.is_empty() {
+        let status = child.wait().await.map_err(ClientError::Bootstrap)?;
+        return Err(ClientError::Refused(format!(
+            "it exited ({status}) without a bootstrap reply; see its log"
+        )));
+    }
+    prost::Message::decode_length_delimited(buf.as_slice()).map_err(|e| {
+        ClientError::Bootstrap(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    })
+}
+
+/// Connects to a pod socket (lazily re-dialled by tonic if the connection drops).
+pub async fn connect(socket: &Path) -> Result<Client, ClientError> {
+    let path = socket.to_path_buf();
+    // The URI is a placeholder: the connector below ignores it and dials the unix socket.
+    let channel = Endpoint::from_static("http://pod.invalid")
+        .connect_timeout(Duration::from_secs(5))
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let path = path.clone();
+            async move { UnixStream::connect(path).await.map(TokioIo::new) }
+        }))
+        .await
+        .map_err(|source| ClientError::Connect {
+            path: socket.to_path_buf(),
+            source,
+        })?;
+    Ok(PodClient::new(channel))
+}
+
+/// Reconnects to a pod process after a daemon restart and checks that it is the same process (protocol
+/// version, pod id, pid and start time) before trusting anything it says.
+pub async fn reconnect(
+    socket: &Path,
+    pod_id: &str,
+    pid: u32,
+    start_time: u64,
+) -> Result<Client, ClientError> {
+    let mut client = connect(socket).await?;
+    let hello = client
+        .hello(HelloRequest {})
+        .await
+        .map_err(|source| ClientError::Hello {
+            path: socket.to_path_buf(),
+            source,
+        })?
+        .into_inner();
+    let impostor = |reason: String| ClientError::Impostor {
+        path: socket.to_path_buf(),
+        reason,
+    };
+    if hello.protocol_version != PROTOCOL_VERSION {
+        return Err(ClientError::Version {
+            ours: PROTOCOL_VERSION,
+            theirs: hello.protocol_version,
+        });
+    }
+    if hello.pod_id != pod_id {
+        return Err(impostor(format!("it serves pod {}", hello.pod_id)));
+    }
+    if hello.pid != pid || hello.start_time != start_time {
+        return Err(impostor(format!(
+            "pid {} started at {}, expected pid {pid} started at {start_time}",
+            hello.pid, hello.start_time
+        )));
+    }
+    if !crate::fsutil::process_matches(pid, start_time) {
+        return Err(impostor(format!(
+            "pid {pid} is not running with that start time"
+        )));
+    }
+    Ok(client)
+}

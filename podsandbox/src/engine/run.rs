@@ -1,0 +1,157 @@
+//! Running one container: a fresh store, instantiation, the entry point, and the race against a stop.
+//!
+//! Every run yields to the async executor at each epoch tick, so a guest in a tight loop still lets its
+//! future be polled; `run` races that future against `stop` and, when `stop` wins, drops it, which unwinds the
+//! guest wherever it is (in wasm at a yield, or inside an async host call such as a `poll_oneoff` sleep).
+
+use std::future::Future;
+use std::path::PathBuf;
+
+use wasmtime::Store;
+use wasmtime_wasi::p2::bindings::Command;
+
+use super::limits::Exceeded;
+use super::status::{self, ExitStatus, Stage};
+use super::wasi::{self, ComponentState, ModuleState};
+use super::{Engine, Program};
+use crate::logs::LogSink;
+
+/// Epoch ticks a guest may run before yielding to the executor (see `config::EPOCH_TICK`).
+const TICKS_PER_SLICE: u64 = 1;
+
+/// A host directory made visible to the guest.
+#[derive(Clone, Debug)]
+pub struct Preopen {
+    pub host: PathBuf,
+    /// The guest path; the container root is `/`.
+    pub guest: String,
+    pub read_only: bool,
+}
+
+/// Everything a container run needs besides the program.
+#[derive(Debug)]
+pub struct RunSpec {
+    /// The full argv, `argv[0]` included, passed unchanged.
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub preopens: Vec<Preopen>,
+    pub stdout: LogSink,
+    pub stderr: LogSink,
+    /// Bytes allowed across all linear memories of the instance; `None` for no limit.
+    pub memory_limit: Option<u64>,
+}
+
+/// Runs `program` to completion, or until `stop` resolves, and reports how it ended. Output still buffered in
+/// the sinks (a last line without newline) is written out before returning.
+pub async fn run(
+    engine: &Engine,
+    program: &Program,
+    spec: RunSpec,
+    stop: impl Future<Output = ()>,
+) -> ExitStatus {
+    let (stdout, stderr) = (spec.stdout.clone(), spec.stderr.clone());
+    let status = match program {
+        Program::Module(module) => run_module(engine, module, &spec, stop).await,
+        Program::Component(component) => run_component(engine, component, &spec, stop).await,
+    };
+    stdout.finish();
+    stderr.finish();
+    tracing::debug!(code = status.code, reason = ?status.reason, message = %status.message, "instance ended");
+    status
+}
+
+async fn run_module(
+    engine: &Engine,
+    module: &wasmtime::Module,
+    spec: &RunSpec,
+    stop: impl Future<Output = ()>,
+) -> ExitStatus {
+    let state = match wasi::module_state(spec) {
+        Ok(state) => state,
+        Err(e) => return ExitStatus::not_started(&e),
+    };
+    let mut store = Store::new(engine.wasmtime(), state);
+    store.limiter(|s: &mut ModuleState| &mut s.limiter);
+    arm_epoch(&mut store);
+
+    let outcome = {
+        let linker = &engine.linkers().module;
+        let store = &mut store;
+        let guest = async move {
+            let instance = linker
+                .instantiate_async(&mut *store, module)
+                .await
+                .map_err(|e| (Stage::Instantiate, e))?;
+            let start = instance
+                .get_typed_func::<(), ()>(&mut *store, "_start")
+                .map_err(|e| (Stage::Instantiate, e))?;
+            start
+                .call_async(&mut *store, ())
+                .await
+                .map_err(|e| (Stage::Run, e))
+        };
+        tokio::select! {
+            biased;
+            () = stop => None,
+            result = guest => Some(result.map(|()| ExitStatus::exited(0, ""))),
+        }
+    };
+    finish(outcome, store.data().limiter.exceeded())
+}
+
+async fn run_component(
+    engine: &Engine,
+    component: &wasmtime::component::Component,
+    spec: &RunSpec,
+    stop: impl Future<Output = ()>,
+) -> ExitStatus {
+    let state = match wasi::component_state(spec) {
+        Ok(state) => state,
+        Err(e) => return ExitStatus::not_started(&e),
+    };
+    let mut store = Store::new(engine.wasmtime(), state);
+    store.limiter(|s: &mut ComponentState| &mut s.limiter);
+    arm_epoch(&mut store);
+
+    let outcome = {
+        let linker = &engine.linkers().component;
+        let store = &mut store;
+        let guest = async move {
+            let command = Command::instantiate_async(&mut *store, component, linker)
+                .await
+                .map_err(|e| (Stage::Instantiate, e))?;
+            command
+                .wasi_cli_run()
+                .call_run(&mut *store)
+                .await
+                .map_err(|e| (Stage::Run, e))
+        };
+        tokio::select! {
+            biased;
+            () = stop => None,
+            result = guest => Some(result.map(|ran| match ran {
+                Ok(()) => ExitStatus::exited(0, ""),
+                Err(()) => ExitStatus::exited(1, "wasi:cli/run returned an error"),
+            })),
+        }
+    };
+    finish(outcome, store.data().limiter.exceeded())
+}
+
+/// Makes compiled code yield to the executor at every tick from now on, so stops and other tasks get a turn.
+fn arm_epoch<T>(store: &mut Store<T>) {
+    store.set_epoch_deadline(TICKS_PER_SLICE);
+    store.epoch_deadline_async_yield_and_update(TICKS_PER_SLICE);
+}
+
+/// `None` means `stop` won the race.
+fn finish(
+    outcome: Option<Result<ExitStatus, (Stage, wasmtime::Error)>>,
+    exceeded: Option<Exceeded>,
+) -> ExitStatus {
+    match outcome {
+        None => ExitStatus::killed(),
+        Some(Ok(status)) => status,
+        Some(Err((stage, error))) => status::from_error(&error, stage, exceeded),
+    }
+}

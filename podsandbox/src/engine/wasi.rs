@@ -1,0 +1,87 @@
+//! Mapping a container's [`RunSpec`] onto a WASI context, and the store state of each program kind.
+//!
+//! The guest inherits nothing from the pod process: argv, environment, stdio and directories all come from the
+//! spec. Clocks and randomness are the host's (wasmtime-wasi defaults). Networking is denied until the pod
+//! network policy exists: no TCP, no UDP, no name lookup.
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::limits::MemoryLimiter;
+use super::run::RunSpec;
+
+/// Store state of a core module run through WASI preview 1.
+pub struct ModuleState {
+    pub wasi: WasiP1Ctx,
+    pub limiter: MemoryLimiter,
+}
+
+/// Store state of a component run as a WASI preview 2 command.
+pub struct ComponentState {
+    pub ctx: WasiCtx,
+    pub table: ResourceTable,
+    pub limiter: MemoryLimiter,
+}
+
+impl WasiView for ComponentState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.ctx,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// A preopen that could not be opened on the host.
+#[derive(Debug, thiserror::Error)]
+#[error("opening host directory {host} for guest path {guest}")]
+pub struct PreopenError {
+    pub host: String,
+    pub guest: String,
+    #[source]
+    pub source: super::error::WasmtimeError,
+}
+
+/// Builds the WASI context builder for `spec` (shared by both program kinds).
+pub fn builder(spec: &RunSpec) -> Result<WasiCtxBuilder, PreopenError> {
+    let mut b = WasiCtxBuilder::new();
+    b.args(&spec.args)
+        .envs(&spec.env)
+        .stdout(spec.stdout.clone())
+        .stderr(spec.stderr.clone())
+        // stdin stays closed (the builder default) until CRI attach/stdin is supported.
+        // Network denied by default; the pod's network policy will decide what to open.
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
+    for p in &spec.preopens {
+        let perms = if p.read_only {
+            FsPerms::ReadOnly
+        } else {
+            FsPerms::ReadWrite
+        };
+        b.preopened_dir(&p.host, &p.guest, perms)
+            .map_err(|e| PreopenError {
+                host: p.host.display().to_string(),
+                guest: p.guest.clone(),
+                source: super::error::boxed(e),
+            })?;
+    }
+    Ok(b)
+}
+
+pub fn module_state(spec: &RunSpec) -> Result<ModuleState, PreopenError> {
+    Ok(ModuleState {
+        wasi: builder(spec)?.build_p1(),
+        limiter: MemoryLimiter::new(spec.memory_limit),
+    })
+}
+
+pub fn component_state(spec: &RunSpec) -> Result<ComponentState, PreopenError> {
+    Ok(ComponentState {
+        ctx: builder(spec)?.build(),
+        table: ResourceTable::new(),
+        limiter: MemoryLimiter::new(spec.memory_limit),
+    })
+}

@@ -1,0 +1,293 @@
+//! The container table of one pod process: each container is a compiled program plus, while it runs, one
+//! wasmtime instance driven by its own tokio task.
+//!
+//! ```text
+//!   create ──► CREATED ──start──► RUNNING ──(exit | trap | OOM | stop)──► EXITED ──remove──► (gone)
+//!                 └──────────────────────────remove────────────────────────────────────────►
+//! ```
+//! Every transition is broadcast as an event. Exits are also written to `<state_dir>/containers/<id>.exit`
+//! (atomically), so a daemon that restarts after this process died can still report exit codes.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use proto::pod::{ContainerSpec, ContainerState, ContainerStatus};
+use tokio::sync::{broadcast, oneshot, watch};
+use tonic::Status;
+use tracing::{info, warn};
+
+use crate::engine::{self, Engine, ExitReason, Preopen, Program, RunSpec};
+use crate::fsutil::atomic_write;
+use crate::logs::{LogFile, LogSink, Stream};
+
+struct Entry {
+    spec: ContainerSpec,
+    program: Program,
+    log: LogFile,
+    status: ContainerStatus,
+    /// Present while the instance runs; sending (or dropping) it interrupts the instance.
+    stop: Option<oneshot::Sender<()>>,
+    /// Turns true once the instance has exited and `status` says so.
+    exited: watch::Receiver<bool>,
+}
+
+/// All containers of this pod.
+pub struct Containers {
+    engine: Engine,
+    state_dir: PathBuf,
+    table: Mutex<HashMap<String, Entry>>,
+    events: broadcast::Sender<ContainerStatus>,
+}
+
+impl Containers {
+    pub fn new(engine: Engine, state_dir: PathBuf) -> Arc<Containers> {
+        let (events, _) = broadcast::channel(256);
+        Arc::new(Containers {
+            engine,
+            state_dir,
+            table: Mutex::new(HashMap::new()),
+            events,
+        })
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<ContainerStatus> {
+        self.events.subscribe()
+    }
+
+    fn table(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
+        // A panic while holding the lock leaves plain data behind, still consistent enough to serve.
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn publish(&self, status: &ContainerStatus) {
+        // No subscriber (daemon not connected) is fine: it catches up with ListContainers.
+        let _ = self.events.send(status.clone());
+    }
+
+    /// Compiles the container's Wasm and registers it as CREATED. Creating an existing id returns its status.
+    pub async fn create(&self, spec: ContainerSpec) -> Result<ContainerStatus, Status> {
+        if let Some(e) = self.table().get(&spec.id) {
+            return Ok(e.status.clone());
+        }
+        let engine = self.engine.clone();
+        let path = PathBuf::from(&spec.wasm_path);
+        let program = tokio::task::spawn_blocking(move || engine.load(&path))
+            .await
+            .map_err(|e| Status::internal(format!("compiling task failed: {e}")))?
+            .map_err(|e| match e {
+                engine::EngineError::NotWasm { .. } => Status::failed_precondition(error_chain(&e)),
+                _ => Status::invalid_argument(error_chain(&e)),
+            })?;
+        let log_path = PathBuf::from(&spec.log_path);
+        if let Some(dir) = log_path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                Status::internal(format!("creating log directory {}: {e}", dir.display()))
+            })?;
+        }
+        let log = LogFile::open(&log_path).map_err(|e| {
+            Status::internal(format!("opening log file {}: {e}", log_path.display()))
+        })?;
+        let status = ContainerStatus {
+            id: spec.id.clone(),
+            state: ContainerState::Created as i32,
+            ..Default::default()
+        };
+        let (_tx, exited) = watch::channel(false);
+        let mut table = self.table();
+        let entry = table.entry(spec.id.clone()).or_insert(Entry {
+            spec,
+            program,
+            log,
+            status,
+            stop: None,
+            exited,
+        });
+        let status = entry.status.clone();
+        drop(table);
+        self.publish(&status);
+        Ok(status)
+    }
+
+    /// Starts a CREATED container's instance.
+    pub fn start(self: &Arc<Self>, id: &str) -> Result<ContainerStatus, Status> {
+        let mut table = self.table();
+        let entry = table
+            .get_mut(id)
+            .ok_or_else(|| Status::not_found(format!("container {id} is not in this pod")))?;
+        if entry.status.state != ContainerState::Created as i32 {
+            return Err(Status::failed_precondition(format!(
+                "container {id} is {}, only a created container can be started",
+                state_name(entry.status.state)
+            )));
+        }
+        let spec = run_spec(&entry.spec, &entry.log);
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let (exited_tx, exited_rx) = watch::channel(false);
+        entry.stop = Some(stop_tx);
+        entry.exited = exited_rx;
+        entry.status.state = ContainerState::Running as i32;
+        entry.status.started_at = now_nanos();
+        let status = entry.status.clone();
+        let program = entry.program.clone();
+        drop(table);
+        self.publish(&status);
+        info!(container_id = %id, "container started");
+
+        let this = Arc::clone(self);
+        let id = id.to_string();
+        tokio::spawn(async move {
+            let stop = async {
+                // Either an explicit stop or the sender being dropped (container forgotten) ends the instance.
+                let _ = stop_rx.await;
+            };
+            let exit = engine::run(&this.engine, &program, spec, stop).await;
+            this.finish(&id, exit);
+            let _ = exited_tx.send(true);
+        });
+        Ok(status)
+    }
+
+    fn finish(&self, id: &str, exit: engine::ExitStatus) {
+        let reason = match exit.reason {
+            ExitReason::Completed => "Completed",
+            ExitReason::OomKilled => "OOMKilled",
+            ExitReason::Error | ExitReason::Killed => "Error",
+        };
+        let status = {
+            let mut table = self.table();
+            let Some(entry) = table.get_mut(id) else {
+                return;
+            };
+            entry.stop = None;
+            entry.status.state = ContainerState::Exited as i32;
+            entry.status.finished_at = now_nanos();
+            entry.status.exit_code = exit.code;
+            entry.status.reason = reason.to_string();
+            entry.status.message = exit.message;
+            entry.status.clone()
+        };
+        info!(container_id = %id, exit_code = status.exit_code, reason = %status.reason, "container exited");
+        if let Err(err) = atomic_write(
+            &self.exit_record(id),
+            &prost::Message::encode_to_vec(&status),
+        ) {
+            warn!(container_id = %id, error = %err, "could not persist exit record");
+        }
+        self.publish(&status);
+    }
+
+    /// Interrupts a running container and waits for its exit; a created or exited container is left as is.
+    ///
+    /// WASI gives a guest no way to receive a signal, so there is nothing to deliver first: the stop is the
+    /// equivalent of SIGTERM's default action, an immediate end (exit code 137).
+    pub async fn stop(&self, id: &str) -> Result<ContainerStatus, Status> {
+        let mut exited = {
+            let mut table = self.table();
+            let entry = table
+                .get_mut(id)
+                .ok_or_else(|| Status::not_found(format!("container {id} is not in this pod")))?;
+            if let Some(stop) = entry.stop.take() {
+                let _ = stop.send(());
+            }
+            entry.exited.clone()
+        };
+        if self.status(id).map(|s| s.state) == Some(ContainerState::Running as i32) {
+            let _ = exited.wait_for(|done| *done).await;
+        }
+        self.status(id)
+            .ok_or_else(|| Status::not_found(format!("container {id} is not in this pod")))
+    }
+
+    /// Forgets a container that is not running. Unknown ids succeed (removal is idempotent).
+    pub fn remove(&self, id: &str) -> Result<(), Status> {
+        let mut table = self.table();
+        if let Some(entry) = table.get(id)
+            && entry.status.state == ContainerState::Running as i32
+        {
+            return Err(Status::failed_precondition(format!(
+                "container {id} is running; stop it before removing it"
+            )));
+        }
+        table.remove(id);
+        drop(table);
+        let _ = std::fs::remove_file(self.exit_record(id));
+        Ok(())
+    }
+
+    pub fn status(&self, id: &str) -> Option<ContainerStatus> {
+        self.table().get(id).map(|e| e.status.clone())
+    }
+
+    pub fn list(&self) -> Vec<ContainerStatus> {
+        self.table().values().map(|e| e.status.clone()).collect()
+    }
+
+    /// Stops every running container (used at shutdown).
+    pub async fn stop_all(&self) {
+        let ids: Vec<String> = self.table().keys().cloned().collect();
+        for id in ids {
+            let _ = self.stop(&id).await;
+        }
+    }
+
+    fn exit_record(&self, id: &str) -> PathBuf {
+        exit_record_path(&self.state_dir, id)
+    }
+}
+
+/// Where the pod process records a container's exit.
+pub fn exit_record_path(state_dir: &Path, id: &str) -> PathBuf {
+    state_dir.join("containers").join(format!("{id}.exit"))
+}
+
+fn run_spec(spec: &ContainerSpec, log: &LogFile) -> RunSpec {
+    RunSpec {
+        args: spec.args.clone(),
+        env: spec
+            .env
+            .iter()
+            .map(|kv| match kv.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => (kv.clone(), String::new()),
+            })
+            .collect(),
+        preopens: spec
+            .preopens
+            .iter()
+            .map(|p| Preopen {
+                host: PathBuf::from(&p.host_path),
+                guest: p.guest_path.clone(),
+                read_only: p.read_only,
+            })
+            .collect(),
+        stdout: LogSink::new(log.clone(), Stream::Stdout),
+        stderr: LogSink::new(log.clone(), Stream::Stderr),
+        memory_limit: (spec.memory_limit_bytes > 0).then_some(spec.memory_limit_bytes),
+    }
+}
+
+fn state_name(state: i32) -> &'static str {
+    match ContainerState::try_from(state) {
+        Ok(ContainerState::Created) => "created",
+        Ok(ContainerState::Running) => "running",
+        Ok(ContainerState::Exited) => "exited",
+        Err(_) => "in an unknown state",
+    }
+}
+
+/// "outer: inner: innermost" — the whole `#[source]` chain in one line for a gRPC message.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut s = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        s.push_str(": ");
+        s.push_str(&e.to_string());
+        cur = e.source();
+    }
+    s
+}
+
+pub fn now_nanos() -> i64 {
+    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
+}

@@ -1,0 +1,85 @@
+//! The pod process: `wasm-cri pod`, one per pod sandbox.
+//!
+//! Start-up order matters: the bootstrap message is read and the pod's network namespace joined while the
+//! process is still single-threaded (`setns(CLONE_NEWNET)` affects only the calling thread, and every thread
+//! started afterwards inherits it). Only then is the tokio runtime built, the engine created and the socket
+//! bound. The process puts itself in a new session so it survives the daemon's exit and its terminal.
+
+mod bootstrap;
+mod containers;
+mod service;
+
+use std::process::ExitCode;
+
+use proto::pod::{Bootstrap, BootstrapReply, PROTOCOL_VERSION};
+use tracing::{error, info};
+
+pub use bootstrap::{read_message, write_message};
+pub use containers::exit_record_path;
+
+/// Entry point of `wasm-cri pod`. Must be called before any other thread exists.
+pub fn main() -> ExitCode {
+    // A new session: no controlling terminal, not in the daemon's process group, so a Ctrl-C or the daemon's
+    // group being signalled does not take the pod down. Fails only if we already lead a group: harmless.
+    let _ = nix::unistd::setsid();
+
+    let boot: Bootstrap = match read_message(std::io::stdin().lock()) {
+        Ok(b) => b,
+        Err(err) => {
+            reply_error(format!("reading bootstrap message from stdin: {err}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    if boot.protocol_version != PROTOCOL_VERSION {
+        reply_error(format!(
+            "pod protocol version mismatch: daemon speaks {}, this pod binary speaks {PROTOCOL_VERSION}",
+            boot.protocol_version
+        ));
+        return ExitCode::FAILURE;
+    }
+    if !boot.netns_path.is_empty()
+        && let Err(err) = bootstrap::join_netns(&boot.netns_path)
+    {
+        reply_error(format!(
+            "joining network namespace {}: {err}",
+            boot.netns_path
+        ));
+        return ExitCode::FAILURE;
+    }
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("pod-worker")
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            reply_error(format!("starting the async runtime: {err}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    let pod_id = boot.pod_id.clone();
+    match runtime.block_on(service::serve(boot)) {
+        Ok(()) => {
+            info!(pod_id = %pod_id, "pod process exiting");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            error!(pod_id = %pod_id, error = %err, "pod process failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Best effort: tells the daemon why start-up failed (it may already be gone).
+fn reply_error(message: String) {
+    eprintln!("wasm-cri pod: {message}");
+    let reply = BootstrapReply {
+        protocol_version: PROTOCOL_VERSION,
+        pid: std::process::id(),
+        start_time: 0,
+        error: message,
+    };
+    let _ = write_message(std::io::stdout().lock(), &reply);
+}

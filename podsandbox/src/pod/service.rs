@@ -1,0 +1,173 @@
+//! The `pod.v1` gRPC service of a pod process, served on its unix socket.
+
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use proto::pod::pod_server::{Pod, PodServer};
+use proto::pod::{
+    Bootstrap, BootstrapReply, ContainerRef, ContainerSpec, ContainerStatus, ContainerStatusList,
+    Empty, HelloReply, HelloRequest, PROTOCOL_VERSION, StopContainerRequest,
+};
+use tokio::net::UnixListener;
+use tokio::sync::Notify;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::{BroadcastStream, UnixListenerStream};
+use tonic::{Request, Response, Status};
+use tracing::info;
+
+use super::bootstrap::{detach_stdout, write_message};
+use super::containers::{Containers, error_chain};
+use crate::engine::Engine;
+use crate::fsutil::process_start_time;
+
+struct PodService {
+    pod_id: String,
+    pid: u32,
+    start_time: u64,
+    containers: Arc<Containers>,
+    shutdown: Arc<Notify>,
+}
+
+/// Builds the engine, binds the socket, answers the bootstrap and serves until a Shutdown request.
+pub async fn serve(boot: Bootstrap) -> Result<(), std::io::Error> {
+    let pid = std::process::id();
+    let start_time = process_start_time(pid).unwrap_or(0);
+    let engine = match Engine::new() {
+        Ok(e) => e,
+        Err(err) => {
+            let msg = format!("creating the wasmtime engine: {}", error_chain(&err));
+            super::reply_error(msg.clone());
+            return Err(std::io::Error::other(msg));
+        }
+    };
+    let socket = PathBuf::from(&boot.socket_path);
+    let listener = match bind(&socket) {
+        Ok(l) => l,
+        Err(err) => {
+            super::reply_error(format!("binding {}: {err}", socket.display()));
+            return Err(err);
+        }
+    };
+    write_message(
+        std::io::stdout().lock(),
+        &BootstrapReply {
+            protocol_version: PROTOCOL_VERSION,
+            pid,
+            start_time,
+            error: String::new(),
+        },
+    )?;
+    detach_stdout()?;
+    info!(pod_id = %boot.pod_id, pid, socket = %socket.display(), "pod process serving");
+
+    let shutdown = Arc::new(Notify::new());
+    let containers = Containers::new(engine, PathBuf::from(&boot.state_dir));
+    let service = PodService {
+        pod_id: boot.pod_id.clone(),
+        pid,
+        start_time,
+        containers: Arc::clone(&containers),
+        shutdown: Arc::clone(&shutdown),
+    };
+    let result = tonic::transport::Server::builder()
+        .add_service(PodServer::new(service))
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
+            shutdown.notified().await;
+        })
+        .await;
+    containers.stop_all().await;
+    let _ = std::fs::remove_file(&socket);
+    result.map_err(std::io::Error::other)
+}
+
+fn bind(path: &std::path::Path) -> std::io::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    UnixListener::bind(path)
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<ContainerStatus, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl Pod for PodService {
+    async fn hello(&self, _: Request<HelloRequest>) -> Result<Response<HelloReply>, Status> {
+        Ok(Response::new(HelloReply {
+            protocol_version: PROTOCOL_VERSION,
+            pod_id: self.pod_id.clone(),
+            pid: self.pid,
+            start_time: self.start_time,
+        }))
+    }
+
+    async fn create_container(
+        &self,
+        req: Request<ContainerSpec>,
+    ) -> Result<Response<ContainerStatus>, Status> {
+        self.containers
+            .create(req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn start_container(
+        &self,
+        req: Request<ContainerRef>,
+    ) -> Result<Response<ContainerStatus>, Status> {
+        self.containers
+            .start(&req.into_inner().id)
+            .map(Response::new)
+    }
+
+    async fn stop_container(
+        &self,
+        req: Request<StopContainerRequest>,
+    ) -> Result<Response<ContainerStatus>, Status> {
+        self.containers
+            .stop(&req.into_inner().id)
+            .await
+            .map(Response::new)
+    }
+
+    async fn remove_container(
+        &self,
+        req: Request<ContainerRef>,
+    ) -> Result<Response<Empty>, Status> {
+        self.containers.remove(&req.into_inner().id)?;
+        Ok(Response::new(Empty {}))
+    }
+
+    async fn list_containers(
+        &self,
+        _: Request<Empty>,
+    ) -> Result<Response<ContainerStatusList>, Status> {
+        Ok(Response::new(ContainerStatusList {
+            containers: self.containers.list(),
+        }))
+    }
+
+    type EventsStream = EventStream;
+
+    async fn events(&self, _: Request<Empty>) -> Result<Response<Self::EventsStream>, Status> {
+        let stream = BroadcastStream::new(self.containers.subscribe()).map(|ev| {
+            // A lagging subscriber lost events: end its stream so it reconnects and resynchronises with
+            // ListContainers instead of silently missing an exit.
+            ev.map_err(|e| Status::data_loss(format!("event subscriber lagged: {e}")))
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn shutdown(&self, _: Request<Empty>) -> Result<Response<Empty>, Status> {
+        info!(pod_id = %self.pod_id, "shutdown requested");
+        self.containers.stop_all().await;
+        self.shutdown.notify_one();
+        Ok(Response::new(Empty {}))
+    }
+}

@@ -1,0 +1,10 @@
+//! Compiles wasm-cri's own daemon↔pod-process protocol. CRI v1 itself comes from the `k8s-cri` crate.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=pod/v1/pod.proto");
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_protos(&["pod/v1/pod.proto"], &["pod"])?;
+    Ok(())
+}

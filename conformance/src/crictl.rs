@@ -28,7 +28,14 @@ where
 {
     let bin = crictl_bin();
     Command::new(&bin)
-        .args(["--runtime-endpoint", endpoint, "--image-endpoint", endpoint, "--timeout", "30s"])
+        .args([
+            "--runtime-endpoint",
+            endpoint,
+            "--image-endpoint",
+            endpoint,
+            "--timeout",
+            "30s",
+        ])
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -41,12 +48,18 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    let args: Vec<std::ffi::OsString> = args.into_iter().map(|a| a.as_ref().to_os_string()).collect();
+    let args: Vec<std::ffi::OsString> = args
+        .into_iter()
+        .map(|a| a.as_ref().to_os_string())
+        .collect();
     let out = crictl(endpoint, &args)?;
     if !out.status.success() {
         bail!(
             "crictl {} failed with {}: {}",
-            args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "),
+            args.iter()
+                .map(|a| a.to_string_lossy())
+                .collect::<Vec<_>>()
+                .join(" "),
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
         );
@@ -99,12 +112,20 @@ pub fn pod_state(endpoint: &str, pod_id: &str) -> Result<String> {
 
 /// Ids of all pods (`crictl pods -q`).
 pub fn pod_ids(endpoint: &str) -> Result<Vec<String>> {
-    Ok(crictl_ok(endpoint, ["pods", "-q"])?.lines().map(str::to_string).filter(|l| !l.is_empty()).collect())
+    Ok(crictl_ok(endpoint, ["pods", "-q"])?
+        .lines()
+        .map(str::to_string)
+        .filter(|l| !l.is_empty())
+        .collect())
 }
 
 /// Ids of all containers in any state (`crictl ps -a -q`).
 pub fn container_ids(endpoint: &str) -> Result<Vec<String>> {
-    Ok(crictl_ok(endpoint, ["ps", "-a", "-q"])?.lines().map(str::to_string).filter(|l| !l.is_empty()).collect())
+    Ok(crictl_ok(endpoint, ["ps", "-a", "-q"])?
+        .lines()
+        .map(str::to_string)
+        .filter(|l| !l.is_empty())
+        .collect())
 }
 
 /// Polls `check` every 100 ms until it returns `Ok(true)`; fails with `what` and the last error after
@@ -122,7 +143,11 @@ where
         };
         if Instant::now() > deadline {
             match last {
-                Some(e) => return Err(e.context(format!("timed out after {timeout:?} waiting for {what}"))),
+                Some(e) => {
+                    return Err(
+                        e.context(format!("timed out after {timeout:?} waiting for {what}"))
+                    );
+                }
                 None => bail!("timed out after {timeout:?} waiting for {what}"),
             }
         }

@@ -30,14 +30,22 @@ pub struct DaemonOpts {
 
 impl Default for DaemonOpts {
     fn default() -> Self {
-        Self { registry: None, extra_args: Vec::new(), env: Vec::new(), ready_timeout: Duration::from_secs(30) }
+        Self {
+            registry: None,
+            extra_args: Vec::new(),
+            env: Vec::new(),
+            ready_timeout: Duration::from_secs(30),
+        }
     }
 }
 
 impl DaemonOpts {
     /// Default options talking to `registry` over plain HTTP.
     pub fn with_registry(registry: &str) -> Self {
-        Self { registry: Some(registry.to_string()), ..Self::default() }
+        Self {
+            registry: Some(registry.to_string()),
+            ..Self::default()
+        }
     }
 
     pub fn arg(mut self, arg: &str) -> Self {
@@ -67,9 +75,16 @@ pub fn wasm_cri_bin() -> PathBuf {
     {
         candidates.push(profile_dir.join("wasm-cri"));
     }
-    let workspace_target = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("target").join("debug").join("wasm-cri");
+    let workspace_target = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("target")
+        .join("debug")
+        .join("wasm-cri");
     candidates.push(workspace_target.clone());
-    candidates.into_iter().find(|c| c.exists()).unwrap_or(workspace_target)
+    candidates
+        .into_iter()
+        .find(|c| c.exists())
+        .unwrap_or(workspace_target)
 }
 
 /// A running (or stopped) daemon with its own temp dir:
@@ -87,16 +102,28 @@ impl Daemon {
     /// Starts the daemon and waits until `crictl version` answers.
     pub fn start(opts: DaemonOpts) -> Result<Daemon> {
         // Short prefix: pod sockets live at state/pods/<64 hex>/pod.sock and sun_path holds 108 bytes.
-        let dir = tempfile::Builder::new().prefix("wcri").tempdir().context("create daemon temp dir")?;
+        let dir = tempfile::Builder::new()
+            .prefix("wcri")
+            .tempdir()
+            .context("create daemon temp dir")?;
         for sub in ["root", "state", "logs", "specs"] {
             let p = dir.path().join(sub);
             std::fs::create_dir_all(&p).with_context(|| format!("create {}", p.display()))?;
         }
         let bin = wasm_cri_bin();
         if !bin.exists() {
-            bail!("wasm-cri binary {} not found: build it (cargo build -p cri-server) or set WASM_CRI_BIN", bin.display());
+            bail!(
+                "wasm-cri binary {} not found: build it (cargo build -p cri-server) or set WASM_CRI_BIN",
+                bin.display()
+            );
         }
-        let mut daemon = Daemon { child: None, opts, bin, dir, specs: AtomicU64::new(0) };
+        let mut daemon = Daemon {
+            child: None,
+            opts,
+            bin,
+            dir,
+            specs: AtomicU64::new(0),
+        };
         daemon.spawn()?;
         Ok(daemon)
     }
@@ -143,14 +170,21 @@ impl Daemon {
                 && let Some(status) = child.try_wait().context("poll daemon")?
             {
                 self.child = None;
-                bail!("wasm-cri exited with {status} before it was ready; log:\n{}", self.log_tail(40));
+                bail!(
+                    "wasm-cri exited with {status} before it was ready; log:\n{}",
+                    self.log_tail(40)
+                );
             }
-            if self.socket().exists() && crictl::crictl(&self.endpoint(), ["version"]).is_ok_and(|o| o.status.success())
+            if self.socket().exists()
+                && crictl::crictl(&self.endpoint(), ["version"]).is_ok_and(|o| o.status.success())
             {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("wasm-cri not ready after {timeout:?}; log:\n{}", self.log_tail(40));
+                bail!(
+                    "wasm-cri not ready after {timeout:?}; log:\n{}",
+                    self.log_tail(40)
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -213,7 +247,10 @@ impl Daemon {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                bail!("wasm-cri ignored SIGTERM for 30 s and was killed; log:\n{}", self.log_tail(40));
+                bail!(
+                    "wasm-cri ignored SIGTERM for 30 s and was killed; log:\n{}",
+                    self.log_tail(40)
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -273,11 +310,16 @@ impl Daemon {
         Ok(path)
     }
 
-    /// A pod config whose log directory is `logs/<name>-<uid>` in this daemon's temp dir.
+    /// A pod config whose log directory is `logs/<uid>` in this daemon's temp dir.
     pub fn pod_config(&self, name: &str) -> PodConfig {
         let pod = PodConfig::new(name);
         let logs = self.dir().join("logs").join(&pod.uid);
         pod.log_directory(logs)
+    }
+
+    /// `crictl pull IMAGE`.
+    pub fn pull(&self, image: &str) -> Result<()> {
+        self.crictl_ok(["pull", image]).map(drop)
     }
 
     /// `crictl runp`; returns the pod id.
@@ -288,7 +330,12 @@ impl Daemon {
 
     /// `crictl create --no-pull POD ctr.json pod.json`; returns the container id. The image must have
     /// been pulled (`crictl pull`).
-    pub fn create_container(&self, pod_id: &str, container: &ContainerConfig, pod: &PodConfig) -> Result<String> {
+    pub fn create_container(
+        &self,
+        pod_id: &str,
+        container: &ContainerConfig,
+        pod: &PodConfig,
+    ) -> Result<String> {
         let ctr_path = self.write_json(&format!("ctr-{}", container.name), &container.to_json())?;
         let pod_path = self.write_json(&format!("pod-{}", pod.name), &pod.to_json())?;
         self.crictl_ok([
@@ -298,6 +345,24 @@ impl Daemon {
             ctr_path.as_os_str(),
             pod_path.as_os_str(),
         ])
+    }
+
+    /// `crictl start ID`.
+    pub fn start_container(&self, container_id: &str) -> Result<()> {
+        self.crictl_ok(["start", container_id]).map(drop)
+    }
+
+    /// Where the CRI log of `container` in `pod` lands (`log_directory/log_path`).
+    pub fn container_log_path(
+        &self,
+        pod: &PodConfig,
+        container: &ContainerConfig,
+    ) -> Option<PathBuf> {
+        Some(
+            pod.log_directory
+                .as_ref()?
+                .join(container.log_path.as_ref()?),
+        )
     }
 
     /// Best-effort removal of every pod through the CRI while the daemon still runs.
@@ -316,7 +381,11 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("--- wasm-cri log ({}) ---\n{}\n---", self.log_path().display(), self.log_tail(60));
+            eprintln!(
+                "--- wasm-cri log ({}) ---\n{}\n---",
+                self.log_path().display(),
+                self.log_tail(60)
+            );
         }
         let descendants = self.pid().map(descendants_of).unwrap_or_default();
         if self.child.is_some() {
@@ -359,7 +428,9 @@ fn proc_pids() -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
-    entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect()
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
 }
 
 fn parent_pid(pid: u32) -> Option<u32> {
@@ -380,7 +451,8 @@ fn uses_dir(pid: u32, dir: &Path) -> bool {
     let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
         return false;
     };
-    fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok()).any(|target| target.starts_with(dir))
+    fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .any(|target| target.starts_with(dir))
 }
 
 /// SIGKILLs the snapshot of daemon descendants plus any process using `dir`, never this process or
@@ -395,7 +467,11 @@ fn kill_leftovers(dir: &Path, descendants: &BTreeSet<u32>) {
         }
         p = parent;
     }
-    let mut victims: BTreeSet<u32> = descendants.iter().copied().filter(|pid| proc_alive(*pid)).collect();
+    let mut victims: BTreeSet<u32> = descendants
+        .iter()
+        .copied()
+        .filter(|pid| proc_alive(*pid))
+        .collect();
     victims.extend(proc_pids().into_iter().filter(|pid| uses_dir(*pid, dir)));
     for pid in victims.difference(&spared) {
         if let Ok(raw) = i32::try_from(*pid) {
@@ -435,7 +511,11 @@ fn unescape_mount_path(s: &str) -> PathBuf {
             && let Some(digits) = bytes.get(i + 1..i + 4)
             && digits.iter().all(|d| (b'0'..=b'7').contains(d))
         {
-            out.push(digits.iter().fold(0u8, |acc, d| acc.wrapping_mul(8).wrapping_add(d - b'0')));
+            out.push(
+                digits
+                    .iter()
+                    .fold(0u8, |acc, d| acc.wrapping_mul(8).wrapping_add(d - b'0')),
+            );
             i += 4;
             continue;
         }
@@ -452,8 +532,14 @@ mod tests {
 
     #[test]
     fn mountinfo_unescape() {
-        assert_eq!(unescape_mount_path("/tmp/a\\040b"), PathBuf::from("/tmp/a b"));
-        assert_eq!(unescape_mount_path("/run/netns/x"), PathBuf::from("/run/netns/x"));
+        assert_eq!(
+            unescape_mount_path("/tmp/a\\040b"),
+            PathBuf::from("/tmp/a b")
+        );
+        assert_eq!(
+            unescape_mount_path("/run/netns/x"),
+            PathBuf::from("/run/netns/x")
+        );
     }
 
     #[test]

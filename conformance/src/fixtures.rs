@@ -40,14 +40,46 @@ pub struct Fixture {
 
 /// Every fixture, in build order (components after the modules they wrap).
 pub const FIXTURES: &[Fixture] = &[
-    Fixture { name: "hello", source: Source::C(include_str!("../fixtures/hello.c")), component: false },
-    Fixture { name: "exitcode", source: Source::C(include_str!("../fixtures/exitcode.c")), component: false },
-    Fixture { name: "sleeper", source: Source::C(include_str!("../fixtures/sleeper.c")), component: false },
-    Fixture { name: "probe", source: Source::C(include_str!("../fixtures/probe.c")), component: false },
-    Fixture { name: "memhog", source: Source::C(include_str!("../fixtures/memhog.c")), component: false },
-    Fixture { name: "trap", source: Source::Wat(include_str!("../fixtures/trap.wat")), component: false },
-    Fixture { name: "loop", source: Source::Wat(include_str!("../fixtures/loop.wat")), component: false },
-    Fixture { name: "hello-component", source: Source::ComponentOf("hello"), component: true },
+    Fixture {
+        name: "hello",
+        source: Source::C(include_str!("../fixtures/hello.c")),
+        component: false,
+    },
+    Fixture {
+        name: "exitcode",
+        source: Source::C(include_str!("../fixtures/exitcode.c")),
+        component: false,
+    },
+    Fixture {
+        name: "sleeper",
+        source: Source::C(include_str!("../fixtures/sleeper.c")),
+        component: false,
+    },
+    Fixture {
+        name: "probe",
+        source: Source::C(include_str!("../fixtures/probe.c")),
+        component: false,
+    },
+    Fixture {
+        name: "memhog",
+        source: Source::C(include_str!("../fixtures/memhog.c")),
+        component: false,
+    },
+    Fixture {
+        name: "trap",
+        source: Source::Wat(include_str!("../fixtures/trap.wat")),
+        component: false,
+    },
+    Fixture {
+        name: "loop",
+        source: Source::Wat(include_str!("../fixtures/loop.wat")),
+        component: false,
+    },
+    Fixture {
+        name: "hello-component",
+        source: Source::ComponentOf("hello"),
+        component: true,
+    },
 ];
 
 /// The clang binary: `$WCRI_CLANG`, else `clang`.
@@ -57,7 +89,8 @@ fn clang() -> String {
 
 /// The wasi-libc sysroot: `$WCRI_WASI_SYSROOT`, else [`DEFAULT_SYSROOT`].
 pub fn sysroot() -> PathBuf {
-    std::env::var_os("WCRI_WASI_SYSROOT").map_or_else(|| PathBuf::from(DEFAULT_SYSROOT), PathBuf::from)
+    std::env::var_os("WCRI_WASI_SYSROOT")
+        .map_or_else(|| PathBuf::from(DEFAULT_SYSROOT), PathBuf::from)
 }
 
 /// Path of a built fixture inside `dir`.
@@ -69,11 +102,15 @@ pub fn fixture_path(dir: &Path, name: &str) -> PathBuf {
 /// [`FIXTURES`] order.
 pub fn build_all(out: &Path) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(out).with_context(|| format!("create {}", out.display()))?;
-    let work = tempfile::Builder::new().prefix("wcri-fixture-src").tempdir().context("create source temp dir")?;
+    let work = tempfile::Builder::new()
+        .prefix("wcri-fixture-src")
+        .tempdir()
+        .context("create source temp dir")?;
     let mut written = Vec::with_capacity(FIXTURES.len());
     for fixture in FIXTURES {
         let dest = fixture_path(out, fixture.name);
-        build_one(fixture, work.path(), out, &dest).with_context(|| format!("build fixture {}", fixture.name))?;
+        build_one(fixture, work.path(), out, &dest)
+            .with_context(|| format!("build fixture {}", fixture.name))?;
         written.push(dest);
     }
     Ok(written)
@@ -83,7 +120,8 @@ fn build_one(fixture: &Fixture, work: &Path, out: &Path, dest: &Path) -> Result<
     match fixture.source {
         Source::C(src) => {
             let src_path = work.join(format!("{}.c", fixture.name));
-            std::fs::write(&src_path, src).with_context(|| format!("write {}", src_path.display()))?;
+            std::fs::write(&src_path, src)
+                .with_context(|| format!("write {}", src_path.display()))?;
             compile_c(&src_path, dest)
         }
         Source::Wat(src) => {
@@ -92,7 +130,8 @@ fn build_one(fixture: &Fixture, work: &Path, out: &Path, dest: &Path) -> Result<
         }
         Source::ComponentOf(module) => {
             let module_path = fixture_path(out, module);
-            let bytes = std::fs::read(&module_path).with_context(|| format!("read {}", module_path.display()))?;
+            let bytes = std::fs::read(&module_path)
+                .with_context(|| format!("read {}", module_path.display()))?;
             let component = componentize(&bytes)?;
             std::fs::write(dest, component).with_context(|| format!("write {}", dest.display()))
         }
@@ -106,11 +145,20 @@ pub fn compile_c(src: &Path, dest: &Path) -> Result<()> {
     let output = Command::new(&clang)
         .arg("--target=wasm32-wasi")
         .arg(format!("--sysroot={}", sysroot.display()))
-        .args(["-O2", "-Wall", "-Wextra", "-Werror", "-Wl,--strip-debug", "-o"])
+        .args([
+            "-O2",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-Wl,--strip-debug",
+            "-o",
+        ])
         .arg(dest)
         .arg(src)
         .output()
-        .with_context(|| format!("run {clang} (install clang, lld, wasi-libc, libclang-rt-14-dev-wasm32)"))?;
+        .with_context(|| {
+            format!("run {clang} (install clang, lld, wasi-libc, libclang-rt-14-dev-wasm32)")
+        })?;
     if !output.status.success() {
         bail!(
             "{clang} --target=wasm32-wasi --sysroot={} failed with {}: {}",
@@ -130,7 +178,10 @@ pub fn componentize(module: &[u8]) -> Result<Vec<u8>> {
     wit_component::ComponentEncoder::default()
         .module(module)
         .context("load module into component encoder")?
-        .adapter(WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME, WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER)
+        .adapter(
+            WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME,
+            WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER,
+        )
         .context("add wasi_snapshot_preview1 command adapter")?
         .validate(true)
         .encode()
@@ -147,21 +198,69 @@ pub fn is_module(bytes: &[u8]) -> bool {
     bytes.starts_with(&MODULE_PREAMBLE)
 }
 
-/// Directory holding every fixture, built once per process into a temp dir (kept until exit).
+/// Key of the fixture cache: changes whenever a source, the adapter or the toolchain settings do.
+fn cache_key() -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for fixture in FIXTURES {
+        h.update(fixture.name.as_bytes());
+        match fixture.source {
+            Source::C(src) => h.update(src.as_bytes()),
+            Source::Wat(src) => h.update(src.as_bytes()),
+            Source::ComponentOf(module) => h.update(module.as_bytes()),
+        }
+    }
+    h.update(wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER);
+    h.update(clang().as_bytes());
+    h.update(sysroot().as_os_str().as_encoded_bytes());
+    hex::encode(&h.finalize()[..8])
+}
+
+fn complete(dir: &Path) -> bool {
+    FIXTURES.iter().all(|f| fixture_path(dir, f.name).is_file())
+}
+
+/// Directory holding every fixture, built at most once per process.
+///
+/// `$WCRI_FIXTURES_DIR` if set (built into it), else a cache `<tmp>/wcri-fixtures-<key>` shared by test
+/// runs: built into a sibling temp dir and renamed into place, so concurrent test processes never see
+/// a half-built cache.
 pub fn fixtures_dir() -> Result<&'static Path> {
     static DIR: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
-    let built = DIR.get_or_init(|| {
-        let build = || -> Result<PathBuf> {
-            let dir = tempfile::Builder::new().prefix("wcri-fixtures").tempdir().context("create fixtures dir")?;
-            // Kept for the life of the test process: tests hold `&'static Path`s into it.
-            let dir = dir.keep();
-            build_all(&dir)?;
-            Ok(dir)
-        };
-        build().map_err(|e| format!("{e:#}"))
-    });
+    let built = DIR.get_or_init(|| locate_or_build().map_err(|e| format!("{e:#}")));
     match built {
         Ok(dir) => Ok(dir.as_path()),
         Err(e) => bail!("build fixtures: {e}"),
     }
+}
+
+fn locate_or_build() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("WCRI_FIXTURES_DIR") {
+        let dir = PathBuf::from(dir);
+        build_all(&dir)?;
+        return Ok(dir);
+    }
+    let parent = std::env::temp_dir();
+    let dir = parent.join(format!("wcri-fixtures-{}", cache_key()));
+    if complete(&dir) {
+        return Ok(dir);
+    }
+    let staging = tempfile::Builder::new()
+        .prefix("wcri-fixtures-staging")
+        .tempdir_in(&parent)
+        .context("create fixtures staging dir")?;
+    build_all(staging.path())?;
+    // An incomplete leftover (e.g. a crashed older layout) would block the rename.
+    if dir.exists() && !complete(&dir) {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let staged = staging.keep();
+    if let Err(e) = std::fs::rename(&staged, &dir) {
+        let _ = std::fs::remove_dir_all(&staged);
+        // Lost the race to another test process: its result is just as good.
+        if !complete(&dir) {
+            return Err(e).with_context(|| format!("move fixtures into {}", dir.display()));
+        }
+    }
+    Ok(dir)
 }

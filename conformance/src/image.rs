@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
-use oci_client::manifest::{IMAGE_CONFIG_MEDIA_TYPE, IMAGE_LAYER_GZIP_MEDIA_TYPE, OCI_IMAGE_MEDIA_TYPE, OciImageManifest};
+use oci_client::manifest::{
+    IMAGE_CONFIG_MEDIA_TYPE, IMAGE_LAYER_GZIP_MEDIA_TYPE, OCI_IMAGE_MEDIA_TYPE, OciImageManifest,
+};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use sha2::{Digest, Sha256};
@@ -28,7 +30,10 @@ pub struct LayerFile {
 
 impl LayerFile {
     pub fn new(local: impl Into<PathBuf>, image_path: impl Into<String>) -> Self {
-        Self { local: local.into(), image_path: image_path.into() }
+        Self {
+            local: local.into(),
+            image_path: image_path.into(),
+        }
     }
 
     /// Parses the CLI form `LOCAL=IMAGE_PATH`.
@@ -72,12 +77,18 @@ impl ImageSpec {
         if let Some(os) = &self.os {
             return Ok(os.clone());
         }
-        let entry = self.entrypoint.first().and_then(|e| self.files.iter().find(|f| &f.image_path == e));
+        let entry = self
+            .entrypoint
+            .first()
+            .and_then(|e| self.files.iter().find(|f| &f.image_path == e));
         let component = match entry {
             Some(file) => {
                 let mut head = [0u8; 8];
-                let mut f = std::fs::File::open(&file.local).with_context(|| format!("open {}", file.local.display()))?;
-                let n = f.read(&mut head).with_context(|| format!("read {}", file.local.display()))?;
+                let mut f = std::fs::File::open(&file.local)
+                    .with_context(|| format!("open {}", file.local.display()))?;
+                let n = f
+                    .read(&mut head)
+                    .with_context(|| format!("read {}", file.local.display()))?;
                 fixtures::is_component(&head[..n])
             }
             None => false,
@@ -134,7 +145,8 @@ pub fn build_layer_tar(files: &[LayerFile]) -> Result<Vec<u8>> {
     let mut sorted: Vec<&LayerFile> = files.iter().collect();
     sorted.sort_by(|a, b| a.image_path.cmp(&b.image_path));
     for file in sorted {
-        let data = std::fs::read(&file.local).with_context(|| format!("read {}", file.local.display()))?;
+        let data =
+            std::fs::read(&file.local).with_context(|| format!("read {}", file.local.display()))?;
         let mut header = tar::Header::new_gnu();
         header.set_entry_type(tar::EntryType::Regular);
         header.set_mode(0o755);
@@ -143,7 +155,11 @@ pub fn build_layer_tar(files: &[LayerFile]) -> Result<Vec<u8>> {
         header.set_uid(0);
         header.set_gid(0);
         builder
-            .append_data(&mut header, file.image_path.trim_start_matches('/'), data.as_slice())
+            .append_data(
+                &mut header,
+                file.image_path.trim_start_matches('/'),
+                data.as_slice(),
+            )
             .with_context(|| format!("append {}", file.image_path))?;
     }
     builder.into_inner().context("finish layer tar")
@@ -158,7 +174,9 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
 pub fn build_image(spec: &ImageSpec) -> Result<BuiltImage> {
     let tar = build_layer_tar(&spec.files)?;
     let diff_id = sha256_digest(&tar);
-    let mut gz = flate2::GzBuilder::new().mtime(0).write(Vec::new(), flate2::Compression::default());
+    let mut gz = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), flate2::Compression::default());
     gz.write_all(&tar).context("gzip layer")?;
     let layer = gz.finish().context("finish gzip layer")?;
 
@@ -182,7 +200,11 @@ pub fn build_image(spec: &ImageSpec) -> Result<BuiltImage> {
         "rootfs": { "type": "layers", "diff_ids": [diff_id] },
     });
     let config = serde_json::to_vec(&image_config).context("serialize image config")?;
-    Ok(BuiltImage { layer, diff_id, config })
+    Ok(BuiltImage {
+        layer,
+        diff_id,
+        config,
+    })
 }
 
 /// Makes sure a rustls crypto provider is installed (oci-client is built without one).
@@ -194,26 +216,40 @@ pub fn ensure_crypto_provider() {
 /// An `oci-client` speaking plain HTTP.
 pub fn http_client() -> Client {
     ensure_crypto_provider();
-    Client::new(ClientConfig { protocol: ClientProtocol::Http, ..ClientConfig::default() })
+    Client::new(ClientConfig {
+        protocol: ClientProtocol::Http,
+        ..ClientConfig::default()
+    })
 }
 
 /// Parses `REGISTRY/REPO:TAG`.
 pub fn reference(registry: &str, image: &str) -> Result<Reference> {
     let full = format!("{registry}/{image}");
-    full.parse().with_context(|| format!("parse image reference {full}"))
+    full.parse()
+        .with_context(|| format!("parse image reference {full}"))
 }
 
 /// Builds `spec` and pushes it as `registry/image`; returns the manifest digest.
 pub async fn push_image(registry: &str, image: &str, spec: &ImageSpec) -> Result<String> {
     let reference = reference(registry, image)?;
     let built = build_image(spec)?;
-    let layers = [ImageLayer::new(built.layer, IMAGE_LAYER_GZIP_MEDIA_TYPE.to_string(), None)];
+    let layers = [ImageLayer::new(
+        built.layer,
+        IMAGE_LAYER_GZIP_MEDIA_TYPE.to_string(),
+        None,
+    )];
     let config = Config::new(built.config, IMAGE_CONFIG_MEDIA_TYPE.to_string(), None);
     let mut manifest = OciImageManifest::build(&layers, &config, None);
     manifest.media_type = Some(OCI_IMAGE_MEDIA_TYPE.to_string());
     let client = http_client();
     client
-        .push(&reference, &layers, config, &RegistryAuth::Anonymous, Some(manifest))
+        .push(
+            &reference,
+            &layers,
+            config,
+            &RegistryAuth::Anonymous,
+            Some(manifest),
+        )
         .await
         .with_context(|| format!("push {reference}"))?;
     client
@@ -239,10 +275,16 @@ impl PulledImage {
             let mut archive = tar::Archive::new(layer.as_slice());
             for entry in archive.entries().context("read layer tar")? {
                 let mut entry = entry.context("read layer entry")?;
-                let entry_path = entry.path().context("layer entry path")?.to_string_lossy().into_owned();
+                let entry_path = entry
+                    .path()
+                    .context("layer entry path")?
+                    .to_string_lossy()
+                    .into_owned();
                 if entry_path.trim_start_matches("./").trim_start_matches('/') == want {
                     let mut data = Vec::new();
-                    entry.read_to_end(&mut data).context("read layer entry data")?;
+                    entry
+                        .read_to_end(&mut data)
+                        .context("read layer entry data")?;
                     found = Some(data);
                 }
             }
@@ -256,17 +298,27 @@ pub async fn pull_image(registry: &str, image: &str) -> Result<PulledImage> {
     let reference = reference(registry, image)?;
     let client = http_client();
     let data = client
-        .pull(&reference, &RegistryAuth::Anonymous, vec![IMAGE_LAYER_GZIP_MEDIA_TYPE])
+        .pull(
+            &reference,
+            &RegistryAuth::Anonymous,
+            vec![IMAGE_LAYER_GZIP_MEDIA_TYPE],
+        )
         .await
         .with_context(|| format!("pull {reference}"))?;
     let config = serde_json::from_slice(&data.config.data).context("parse image config")?;
     let mut layers = Vec::with_capacity(data.layers.len());
     for layer in data.layers {
         let mut tar = Vec::new();
-        flate2::read::GzDecoder::new(&layer.data[..]).read_to_end(&mut tar).context("gunzip layer")?;
+        flate2::read::GzDecoder::new(&layer.data[..])
+            .read_to_end(&mut tar)
+            .context("gunzip layer")?;
         layers.push(tar);
     }
-    Ok(PulledImage { digest: data.digest.unwrap_or_default(), config, layers })
+    Ok(PulledImage {
+        digest: data.digest.unwrap_or_default(),
+        config,
+        layers,
+    })
 }
 
 /// Builds every fixture into `out` and pushes each as `wasm/<name>:latest` (entrypoint `/<name>.wasm`),
@@ -307,7 +359,10 @@ where
     T: Send + 'static,
 {
     let handle = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("build tokio runtime")?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("build tokio runtime")?;
         rt.block_on(fut)
     });
     match handle.join() {

@@ -32,7 +32,10 @@ pub fn skip_unless_root() -> bool {
     if std::env::var_os("WCRI_REQUIRE_ROOT").is_some_and(|v| v == "1") {
         panic!("{name} needs root and WCRI_REQUIRE_ROOT=1 is set");
     }
-    eprintln!("skipping {name}: needs root (euid {})", nix::unistd::geteuid());
+    eprintln!(
+        "skipping {name}: needs root (euid {})",
+        nix::unistd::geteuid()
+    );
     true
 }
 

@@ -11,7 +11,8 @@ use anyhow::{Context, Result, bail};
 
 /// The registry binary: `$WCRI_REGISTRY_BIN`, else Debian's `/usr/bin/docker-registry`.
 fn registry_bin() -> PathBuf {
-    std::env::var_os("WCRI_REGISTRY_BIN").map_or_else(|| PathBuf::from("/usr/bin/docker-registry"), PathBuf::from)
+    std::env::var_os("WCRI_REGISTRY_BIN")
+        .map_or_else(|| PathBuf::from("/usr/bin/docker-registry"), PathBuf::from)
 }
 
 /// A running registry.
@@ -41,11 +42,15 @@ impl Registry {
     }
 
     fn start_once() -> Result<Registry> {
-        let dir = tempfile::Builder::new().prefix("wcri-registry").tempdir().context("create registry dir")?;
+        let dir = tempfile::Builder::new()
+            .prefix("wcri-registry")
+            .tempdir()
+            .context("create registry dir")?;
         let port = free_port()?;
         let addr = format!("127.0.0.1:{port}");
         let storage = dir.path().join("storage");
-        std::fs::create_dir_all(&storage).with_context(|| format!("create {}", storage.display()))?;
+        std::fs::create_dir_all(&storage)
+            .with_context(|| format!("create {}", storage.display()))?;
         let config = format!(
             "version: 0.1\n\
              log:\n  level: error\n  accesslog:\n    disabled: true\n\
@@ -54,9 +59,11 @@ impl Registry {
             storage.display()
         );
         let config_path = dir.path().join("config.yml");
-        std::fs::write(&config_path, config).with_context(|| format!("write {}", config_path.display()))?;
+        std::fs::write(&config_path, config)
+            .with_context(|| format!("write {}", config_path.display()))?;
         let log_path = dir.path().join("registry.log");
-        let log = std::fs::File::create(&log_path).with_context(|| format!("create {}", log_path.display()))?;
+        let log = std::fs::File::create(&log_path)
+            .with_context(|| format!("create {}", log_path.display()))?;
         let log_err = log.try_clone().context("clone registry log handle")?;
         let bin = registry_bin();
         let child = Command::new(&bin)
@@ -66,7 +73,9 @@ impl Registry {
             .stdout(log)
             .stderr(log_err)
             .spawn()
-            .with_context(|| format!("spawn {} (apt-get install docker-registry)", bin.display()))?;
+            .with_context(|| {
+                format!("spawn {} (apt-get install docker-registry)", bin.display())
+            })?;
         let mut registry = Registry { child, addr, dir };
         registry.wait_ready(Duration::from_secs(20))?;
         Ok(registry)
@@ -82,10 +91,46 @@ impl Registry {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("registry at {} not ready after {timeout:?}: {}", self.addr, self.log());
+                bail!(
+                    "registry at {} not ready after {timeout:?}: {}",
+                    self.addr,
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Starts a registry holding every fixture as `wasm/<name>:latest` plus `linux/true:latest`
+    /// (fixtures come from [`crate::fixtures_dir`], built once per process).
+    pub fn start_with_fixtures() -> Result<Registry> {
+        let registry = Self::start()?;
+        registry.push_fixtures()?;
+        Ok(registry)
+    }
+
+    /// Pushes every fixture (see [`Registry::start_with_fixtures`]); returns `(image, digest)` pairs.
+    pub fn push_fixtures(&self) -> Result<Vec<(String, String)>> {
+        let dir = crate::fixtures_dir()?;
+        let paths: Vec<PathBuf> = crate::fixtures::FIXTURES
+            .iter()
+            .map(|f| crate::fixtures::fixture_path(dir, f.name))
+            .collect();
+        let addr = self.addr.clone();
+        crate::image::block_on(async move { crate::image::push_all_fixtures(&addr, &paths).await })
+    }
+
+    /// Builds `spec` and pushes it as `repo_tag` (e.g. `wasm/custom:1`); returns the manifest digest.
+    pub fn push(&self, repo_tag: &str, spec: &crate::ImageSpec) -> Result<String> {
+        let (addr, repo_tag, spec) = (self.addr.clone(), repo_tag.to_string(), spec.clone());
+        crate::image::block_on(
+            async move { crate::image::push_image(&addr, &repo_tag, &spec).await },
+        )
+    }
+
+    /// `127.0.0.1:PORT/<repo_tag>`, the reference a CRI client pulls.
+    pub fn image_ref(&self, repo_tag: &str) -> String {
+        format!("{}/{repo_tag}", self.addr)
     }
 
     /// `127.0.0.1:PORT`.

@@ -10,7 +10,11 @@ use serde_json::{Value, json};
 /// Process-unique suffix so pod uids never collide between tests.
 fn unique() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!("{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// `PodSandboxConfig.dns_config`.
@@ -185,8 +189,17 @@ impl ContainerConfig {
         self
     }
 
-    pub fn mount(mut self, container_path: &str, host_path: impl Into<PathBuf>, readonly: bool) -> Self {
-        self.mounts.push(Mount { container_path: container_path.to_string(), host_path: host_path.into(), readonly });
+    pub fn mount(
+        mut self,
+        container_path: &str,
+        host_path: impl Into<PathBuf>,
+        readonly: bool,
+    ) -> Self {
+        self.mounts.push(Mount {
+            container_path: container_path.to_string(),
+            host_path: host_path.into(),
+            readonly,
+        });
         self
     }
 
@@ -255,7 +268,11 @@ mod tests {
         let pod = PodConfig::new("p")
             .hostname("h")
             .log_directory("/tmp/logs")
-            .dns(DnsConfig { servers: vec!["10.0.0.10".into()], searches: vec![], options: vec![] })
+            .dns(DnsConfig {
+                servers: vec!["10.0.0.10".into()],
+                searches: vec![],
+                options: vec![],
+            })
             .to_json();
         assert_eq!(pod["metadata"]["name"], "p");
         assert_eq!(pod["metadata"]["namespace"], "default");

@@ -82,7 +82,10 @@ impl BlobWriter {
     pub(crate) async fn commit(mut self, dest: &Path) -> Result<(), ImageError> {
         self.verify()?;
         let temp_path = self.temp.to_path_buf();
-        self.file.flush().await.map_err(ImageError::io("write temp file", &temp_path))?;
+        self.file
+            .flush()
+            .await
+            .map_err(ImageError::io("write temp file", &temp_path))?;
         self.file
             .sync_all()
             .await
@@ -165,10 +168,13 @@ pub(crate) async fn read_small(
             limit,
         });
     }
-    tokio::fs::read(path).await.map_err(ImageError::io("read blob", path))
+    tokio::fs::read(path)
+        .await
+        .map_err(ImageError::io("read blob", path))
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -213,7 +219,10 @@ mod tests {
         let mut writer = BlobWriter::create(&tmp, digest.clone(), Some(5)).unwrap();
         assert!(writer.write_all(b"hello world").await.is_err());
         let err = writer.verify().unwrap_err();
-        assert!(matches!(err, ImageError::SizeMismatch { expected: 5, .. }), "{err}");
+        assert!(
+            matches!(err, ImageError::SizeMismatch { expected: 5, .. }),
+            "{err}"
+        );
         drop(writer);
         assert!(is_empty(&tmp));
         assert!(is_empty(&blobs));
@@ -226,7 +235,10 @@ mod tests {
         let mut writer = BlobWriter::create(&tmp, digest.clone(), Some(6)).unwrap();
         writer.write_all(b"hello").await.unwrap();
         let err = writer.commit(&blobs.join(digest.hex())).await.unwrap_err();
-        assert!(matches!(err, ImageError::SizeMismatch { actual: 5, .. }), "{err}");
+        assert!(
+            matches!(err, ImageError::SizeMismatch { actual: 5, .. }),
+            "{err}"
+        );
         assert!(is_empty(&tmp));
     }
 }

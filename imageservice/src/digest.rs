@@ -60,6 +60,7 @@ impl fmt::Display for Digest {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

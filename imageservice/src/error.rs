@@ -126,7 +126,9 @@ pub enum ImageError {
         source: io::Error,
     },
 
-    #[error("uncompressed layer {layer} does not match its diff id: expected {expected}, got {actual}")]
+    #[error(
+        "uncompressed layer {layer} does not match its diff id: expected {expected}, got {actual}"
+    )]
     DiffIdMismatch {
         layer: String,
         expected: String,

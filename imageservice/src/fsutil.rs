@@ -85,7 +85,11 @@ pub(crate) fn disk_usage(root: &Path) -> Result<FsUsage, ImageError> {
                 Err(e) => return Err(ImageError::io("read directory", &path)(e)),
             };
             for entry in entries {
-                stack.push(entry.map_err(ImageError::io("read directory", &path))?.path());
+                stack.push(
+                    entry
+                        .map_err(ImageError::io("read directory", &path))?
+                        .path(),
+                );
             }
         }
     }
@@ -97,6 +101,7 @@ pub(crate) fn disk_usage(root: &Path) -> Result<FsUsage, ImageError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -16,9 +16,9 @@ pub(crate) fn select(entries: &[Descriptor]) -> Option<&Descriptor> {
         .filter(|e| matches!(e.media_type.as_str(), OCI_MANIFEST | DOCKER_MANIFEST))
         .collect();
     let is_wasm = |e: &&&Descriptor| {
-        e.platform.as_ref().is_some_and(|p| {
-            WASM_OSES.contains(&p.os.as_str()) || p.architecture == "wasm"
-        })
+        e.platform
+            .as_ref()
+            .is_some_and(|p| WASM_OSES.contains(&p.os.as_str()) || p.architecture == "wasm")
     };
     let is_linux_amd64 = |e: &&&Descriptor| {
         e.platform
@@ -55,6 +55,7 @@ pub(crate) fn describe(entries: &[Descriptor]) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use crate::manifest::Platform;

@@ -130,11 +130,10 @@ impl Pull<'_> {
             Manifest::Image(image) => return Ok((top, image)),
             Manifest::Index(entries) => entries,
         };
-        let entry =
-            platform::select(&entries).ok_or_else(|| ImageError::NoMatchingPlatform {
-                digest: top.to_string(),
-                available: platform::describe(&entries),
-            })?;
+        let entry = platform::select(&entries).ok_or_else(|| ImageError::NoMatchingPlatform {
+            digest: top.to_string(),
+            available: platform::describe(&entries),
+        })?;
         let child = Digest::parse(&entry.digest)?;
         debug!(index = %top, manifest = %child, "chose image from index");
         let (child, bytes) = self
@@ -165,12 +164,14 @@ impl Pull<'_> {
                 return Ok((digest.clone(), bytes));
             }
         }
-        let bytes = self.session.manifest(reference).await.map_err(|source| {
-            ImageError::FetchManifest {
-                reference: reference.to_string(),
-                source,
-            }
-        })?;
+        let bytes =
+            self.session
+                .manifest(reference)
+                .await
+                .map_err(|source| ImageError::FetchManifest {
+                    reference: reference.to_string(),
+                    source,
+                })?;
         let digest = Digest::of(&bytes);
         if bytes.len() as u64 > MAX_MANIFEST_BYTES {
             return Err(ImageError::TooLarge {
@@ -208,7 +209,14 @@ impl Pull<'_> {
             });
         }
         self.pins.pin(&digest);
-        download(self.store, self.session, self.reference, &digest, descriptor.size).await?;
+        download(
+            self.store,
+            self.session,
+            self.reference,
+            &digest,
+            descriptor.size,
+        )
+        .await?;
         self.blobs.insert(digest.to_string());
         Ok(digest)
     }
@@ -319,7 +327,10 @@ async fn download(
         return Ok(());
     }
     let mut writer = BlobWriter::create(&store.layout.tmp_dir(), digest.clone(), Some(size))?;
-    if let Err(source) = session.blob(reference, &digest.to_string(), &mut writer).await {
+    if let Err(source) = session
+        .blob(reference, &digest.to_string(), &mut writer)
+        .await
+    {
         // Our own verdict (too many bytes, wrong digest) is more precise than the transport's.
         if let Some(mismatch) = writer.mismatch_after_transport_error() {
             return Err(mismatch);
@@ -354,7 +365,10 @@ struct Pins<'a> {
 impl Pins<'_> {
     fn pin(&mut self, digest: &Digest) {
         let digest = digest.to_string();
-        *lock(&self.store.state).pins.entry(digest.clone()).or_default() += 1;
+        *lock(&self.store.state)
+            .pins
+            .entry(digest.clone())
+            .or_default() += 1;
         self.held.push(digest);
     }
 }

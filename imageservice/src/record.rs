@@ -95,7 +95,9 @@ pub(crate) fn load_all(layout: &Layout) -> Result<Vec<Record>, ImageError> {
     let dir = layout.records_dir();
     let mut records = Vec::new();
     for entry in std::fs::read_dir(&dir).map_err(ImageError::io("read directory", &dir))? {
-        let path = entry.map_err(ImageError::io("read directory", &dir))?.path();
+        let path = entry
+            .map_err(ImageError::io("read directory", &dir))?
+            .path();
         if path.extension().is_none_or(|ext| ext != "json") {
             continue;
         }
@@ -140,6 +142,7 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use crate::types::ImageConfig;
@@ -151,7 +154,10 @@ mod tests {
             image: Image {
                 id: format!("sha256:{HEX}"),
                 repo_tags: vec!["127.0.0.1:5000/wasm/hello:latest".into()],
-                repo_digests: vec![format!("127.0.0.1:5000/wasm/hello@sha256:{}", "2".repeat(64))],
+                repo_digests: vec![format!(
+                    "127.0.0.1:5000/wasm/hello@sha256:{}",
+                    "2".repeat(64)
+                )],
                 size: 42,
                 config: ImageConfig {
                     entrypoint: vec!["/hello.wasm".into()],
@@ -196,7 +202,10 @@ mod tests {
     #[test]
     fn newer_versions_are_refused() {
         let err = decode(br#"{"version":2}"#, Path::new("r.json")).unwrap_err();
-        assert!(matches!(err, ImageError::UnsupportedRecordVersion { version: 2, .. }));
+        assert!(matches!(
+            err,
+            ImageError::UnsupportedRecordVersion { version: 2, .. }
+        ));
     }
 
     #[test]

@@ -25,10 +25,17 @@ impl ImageRef {
         // Docker refuses these too: a bare 64-hex string is an image id, and treating it as
         // docker.io/library/<hex>:latest would send a lookup typo to Docker Hub.
         if reference.len() == 64 && reference.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(invalid("a 64-digit hex string is an image id, not a reference".into()));
+            return Err(invalid(
+                "a 64-digit hex string is an image id, not a reference".into(),
+            ));
         }
         let parsed =
             oci_client::Reference::try_from(reference).map_err(|e| invalid(e.to_string()))?;
+        // The grammar lets an uppercase first component through as a registry name; when it is
+        // not one (no `.`/`:`), it ends up in the repository, which Docker requires lowercase.
+        if parsed.repository().bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(invalid("repository name must be lowercase".into()));
+        }
         Ok(ImageRef {
             registry: parsed.registry().to_owned(),
             repository: parsed.repository().to_owned(),
@@ -110,6 +117,7 @@ pub fn normalize(reference: &str) -> Result<String, ImageError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -121,7 +129,10 @@ mod tests {
             ("busybox", "docker.io/library/busybox:latest"),
             ("library/busybox", "docker.io/library/busybox:latest"),
             ("docker.io/busybox:1.36", "docker.io/library/busybox:1.36"),
-            ("index.docker.io/library/busybox", "docker.io/library/busybox:latest"),
+            (
+                "index.docker.io/library/busybox",
+                "docker.io/library/busybox:latest",
+            ),
             ("user/app:1", "docker.io/user/app:1"),
             (
                 &format!("localhost:5000/a/b@{DIGEST}"),
@@ -130,7 +141,11 @@ mod tests {
             ("localhost/a", "localhost/a:latest"),
             ("127.0.0.1:5000/x", "127.0.0.1:5000/x:latest"),
             ("gcr.io/a/b:c", "gcr.io/a/b:c"),
-            (&format!("gcr.io/a/b:c@{DIGEST}"), &format!("gcr.io/a/b:c@{DIGEST}")),
+            ("My.Registry:5000/a:B", "My.Registry:5000/a:B"),
+            (
+                &format!("gcr.io/a/b:c@{DIGEST}"),
+                &format!("gcr.io/a/b:c@{DIGEST}"),
+            ),
         ];
         for (input, expected) in cases {
             assert_eq!(normalize(input).unwrap(), expected, "{input}");
@@ -158,6 +173,7 @@ mod tests {
         for bad in [
             "",
             "UPPER/case",
+            "Busybox",
             "a//b",
             "busybox:",
             "busybox@sha256:abc",

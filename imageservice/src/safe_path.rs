@@ -137,6 +137,7 @@ pub(crate) fn symlink_target(link: &Path, target: &Path) -> Result<PathBuf, &'st
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
@@ -157,12 +158,19 @@ mod tests {
         fs::create_dir(&root).unwrap();
         symlink("/etc", root.join("abs")).unwrap();
         symlink("../../../../..", root.join("up")).unwrap();
-        let got = resolve_dir(&root, Path::new("abs/x"), true).unwrap().unwrap();
+        let got = resolve_dir(&root, Path::new("abs/x"), true)
+            .unwrap()
+            .unwrap();
         assert_eq!(got, root.join("etc/x"));
-        let got = resolve_dir(&root, Path::new("up/y"), true).unwrap().unwrap();
+        let got = resolve_dir(&root, Path::new("up/y"), true)
+            .unwrap()
+            .unwrap();
         assert_eq!(got, root.join("y"));
         assert!(root.join("etc/x").is_dir() && root.join("y").is_dir());
-        assert_eq!(resolve_dir(&root, Path::new("missing"), false).unwrap(), None);
+        assert_eq!(
+            resolve_dir(&root, Path::new("missing"), false).unwrap(),
+            None
+        );
     }
 
     #[test]
@@ -181,7 +189,10 @@ mod tests {
         assert!(t("a/b", "../../x").is_err());
         assert!(t("x", "../etc/passwd").is_err());
         assert_eq!(t("lib", "/usr/lib").unwrap(), Path::new("usr/lib"));
-        assert_eq!(t("a/b/lib", "/../usr/lib").unwrap(), Path::new("../../usr/lib"));
+        assert_eq!(
+            t("a/b/lib", "/../usr/lib").unwrap(),
+            Path::new("../../usr/lib")
+        );
         assert_eq!(t("a/root", "/").unwrap(), Path::new(".."));
         assert_eq!(t("root", "/").unwrap(), Path::new("."));
         assert!(t("x", "").is_err());

@@ -48,7 +48,10 @@ impl ImageStore {
     }
 
     /// Opens the store with another [`Registry`] (a fake in tests, a mirror-aware one later).
-    pub fn with_registry(root: &Path, registry: Arc<dyn Registry>) -> Result<ImageStore, ImageError> {
+    pub fn with_registry(
+        root: &Path,
+        registry: Arc<dyn Registry>,
+    ) -> Result<ImageStore, ImageError> {
         let layout = Layout::new(root);
         layout.create_dirs()?;
         let root_lock = lock_root(&layout)?;
@@ -147,11 +150,17 @@ pub(crate) fn find<'a>(state: &'a State, lookup: &str) -> Option<&'a Record> {
     match reference.digest() {
         Some(digest) => {
             let wanted = format!("{}@{digest}", reference.name());
-            state.images.values().find(|r| r.image.repo_digests.contains(&wanted))
+            state
+                .images
+                .values()
+                .find(|r| r.image.repo_digests.contains(&wanted))
         }
         None => {
             let wanted = reference.to_string();
-            state.images.values().find(|r| r.image.repo_tags.contains(&wanted))
+            state
+                .images
+                .values()
+                .find(|r| r.image.repo_tags.contains(&wanted))
         }
     }
 }
@@ -162,7 +171,9 @@ fn resolve_duplicate_tags(layout: &Layout, state: &mut State) -> Result<(), Imag
     for (hex, record) in &state.images {
         for tag in &record.image.repo_tags {
             let candidate = (record.image.pulled_at, hex.clone());
-            let entry = owner.entry(tag.clone()).or_insert_with(|| candidate.clone());
+            let entry = owner
+                .entry(tag.clone())
+                .or_insert_with(|| candidate.clone());
             if candidate > *entry {
                 *entry = candidate;
             }

@@ -48,7 +48,10 @@ fn apply_layer(layer: &LayerSource, dest: &Path) -> Result<(), ImageError> {
     let mut buffered = BufReader::new(file);
     // Magic bytes rather than the media type decide, as in Docker: some registries and tools
     // label compressed layers as plain tar and vice versa.
-    let gzipped = buffered.fill_buf().map_err(read_error)?.starts_with(&GZIP_MAGIC);
+    let gzipped = buffered
+        .fill_buf()
+        .map_err(read_error)?
+        .starts_with(&GZIP_MAGIC);
     let stream: Box<dyn Read> = if gzipped {
         Box::new(flate2::read::MultiGzDecoder::new(buffered))
     } else {
@@ -141,7 +144,9 @@ impl Applier<'_> {
                 return Err(unsafe_entry("whiteout names no entry"));
             }
             // Nothing to hide when the directory does not exist in the lower layers.
-            return match safe_path::resolve_dir(self.dest, parent_rel, false).map_err(unpack_error)? {
+            return match safe_path::resolve_dir(self.dest, parent_rel, false)
+                .map_err(unpack_error)?
+            {
                 Some(parent) => remove_any(&parent.join(hidden)).map_err(unpack_error),
                 None => Ok(()),
             };

@@ -1,5 +1,7 @@
 //! Unpack tests with hand-crafted (and hostile) tar streams.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
@@ -16,7 +18,9 @@ struct RawTar {
 
 impl RawTar {
     fn entry(mut self, name: &str, kind: EntryType, link: &str, mode: u32, data: &[u8]) -> Self {
-        let builder = self.builder.get_or_insert_with(|| tar::Builder::new(Vec::new()));
+        let builder = self
+            .builder
+            .get_or_insert_with(|| tar::Builder::new(Vec::new()));
         let mut header = Header::new_gnu();
         let gnu = header.as_gnu_mut().unwrap();
         gnu.name[..name.len()].copy_from_slice(name.as_bytes());
@@ -129,7 +133,10 @@ fn unpacks_gzip_and_plain_layers_in_order() {
     let two = RawTar::default().file("etc/motd", b"two").finish();
     let fx = Fixture::new().layer(one, true).layer(two, false);
     fx.unpack().unwrap();
-    assert_eq!(fs::read(fx.root().join("app/hello.wasm")).unwrap(), b"\0asm");
+    assert_eq!(
+        fs::read(fx.root().join("app/hello.wasm")).unwrap(),
+        b"\0asm"
+    );
     assert_eq!(fs::read(fx.root().join("etc/motd")).unwrap(), b"two");
 }
 
@@ -144,19 +151,31 @@ fn parent_dir_escape_is_refused() {
 
 #[test]
 fn absolute_paths_are_refused() {
-    let fx = Fixture::new().layer(RawTar::default().file("/etc/passwd", b"pwned").finish(), true);
+    let fx = Fixture::new().layer(
+        RawTar::default().file("/etc/passwd", b"pwned").finish(),
+        true,
+    );
     assert_eq!(unsafe_reason(fx.unpack()), "path is absolute");
 }
 
 #[test]
 fn escaping_symlinks_are_refused() {
-    let fx = Fixture::new().layer(RawTar::default().symlink("evil", "../../etc").finish(), true);
-    assert_eq!(unsafe_reason(fx.unpack()), "symlink target escapes the rootfs");
+    let fx = Fixture::new().layer(
+        RawTar::default().symlink("evil", "../../etc").finish(),
+        true,
+    );
+    assert_eq!(
+        unsafe_reason(fx.unpack()),
+        "symlink target escapes the rootfs"
+    );
     let fx = Fixture::new().layer(
         RawTar::default().symlink("a/b/evil", "../../../x").finish(),
         true,
     );
-    assert_eq!(unsafe_reason(fx.unpack()), "symlink target escapes the rootfs");
+    assert_eq!(
+        unsafe_reason(fx.unpack()),
+        "symlink target escapes the rootfs"
+    );
 }
 
 #[test]
@@ -167,7 +186,10 @@ fn absolute_symlinks_become_relative() {
         .finish();
     let fx = Fixture::new().layer(tar, true);
     fx.unpack().unwrap();
-    assert_eq!(fs::read_link(fx.root().join("lib")).unwrap(), Path::new("usr/lib"));
+    assert_eq!(
+        fs::read_link(fx.root().join("lib")).unwrap(),
+        Path::new("usr/lib")
+    );
     assert_eq!(
         fs::read_link(fx.root().join("usr/bin/sh")).unwrap(),
         Path::new("../../bin/busybox")
@@ -211,7 +233,10 @@ fn hard_links_stay_inside() {
 
     let fx = Fixture::new().layer(RawTar::default().hardlink("b", "../outside").finish(), true);
     assert_eq!(unsafe_reason(fx.unpack()), "path contains `..`");
-    let fx = Fixture::new().layer(RawTar::default().hardlink("b", "/etc/passwd").finish(), true);
+    let fx = Fixture::new().layer(
+        RawTar::default().hardlink("b", "/etc/passwd").finish(),
+        true,
+    );
     assert_eq!(unsafe_reason(fx.unpack()), "path is absolute");
 }
 
@@ -267,7 +292,10 @@ fn devices_are_skipped_and_setuid_dropped() {
     fx.unpack().unwrap();
     assert!(!fx.root().join("dev/null").exists());
     assert!(!fx.root().join("fifo").exists());
-    let mode = fs::metadata(fx.root().join("suid")).unwrap().permissions().mode();
+    let mode = fs::metadata(fx.root().join("suid"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o7777, 0o755);
 }
 
@@ -275,12 +303,18 @@ fn devices_are_skipped_and_setuid_dropped() {
 fn diff_id_mismatch_is_detected() {
     let mut fx = Fixture::new().layer(RawTar::default().file("a", b"1").finish(), true);
     fx.layers[0].diff_id = Some(Digest::of(b"something else"));
-    assert!(matches!(fx.unpack(), Err(ImageError::DiffIdMismatch { .. })));
+    assert!(matches!(
+        fx.unpack(),
+        Err(ImageError::DiffIdMismatch { .. })
+    ));
 }
 
 #[test]
 fn file_replaces_directory_and_directory_replaces_file() {
-    let one = RawTar::default().file("x/inner", b"1").file("y", b"2").finish();
+    let one = RawTar::default()
+        .file("x/inner", b"1")
+        .file("y", b"2")
+        .finish();
     let two = RawTar::default().file("x", b"3").dir("y/").finish();
     let fx = Fixture::new().layer(one, true).layer(two, true);
     fx.unpack().unwrap();

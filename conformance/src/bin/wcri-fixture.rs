@@ -76,8 +76,21 @@ fn main() -> Result<()> {
                 println!("{}", path.display());
             }
         }
-        Cmd::Push { registry, image, files, entrypoint, cmd, env, workdir, os, architecture } => {
-            let files = files.iter().map(|f| LayerFile::parse(f)).collect::<Result<Vec<_>>>()?;
+        Cmd::Push {
+            registry,
+            image,
+            files,
+            entrypoint,
+            cmd,
+            env,
+            workdir,
+            os,
+            architecture,
+        } => {
+            let files = files
+                .iter()
+                .map(|f| LayerFile::parse(f))
+                .collect::<Result<Vec<_>>>()?;
             let entrypoint = match entrypoint {
                 Some(e) => e,
                 None => match files.first() {
@@ -88,8 +101,15 @@ fn main() -> Result<()> {
             if let Some(bad) = env.iter().find(|e| !e.contains('=')) {
                 bail!("--env {bad:?} is not K=V");
             }
-            let spec =
-                ImageSpec { files, entrypoint: vec![entrypoint], cmd, env, workdir, os, architecture };
+            let spec = ImageSpec {
+                files,
+                entrypoint: vec![entrypoint],
+                cmd,
+                env,
+                workdir,
+                os,
+                architecture,
+            };
             let digest = runtime()?.block_on(image::push_image(&registry, &image, &spec))?;
             println!("{digest}");
         }
@@ -98,11 +118,16 @@ fn main() -> Result<()> {
             let out = match out {
                 Some(out) => out,
                 None => {
-                    tmp = tempfile::Builder::new().prefix("wcri-fixtures").tempdir().context("create temp dir")?;
+                    tmp = tempfile::Builder::new()
+                        .prefix("wcri-fixtures")
+                        .tempdir()
+                        .context("create temp dir")?;
                     tmp.path().to_path_buf()
                 }
             };
-            for (image, digest) in runtime()?.block_on(image::build_and_push_all(&registry, &out))? {
+            for (image, digest) in
+                runtime()?.block_on(image::build_and_push_all(&registry, &out))?
+            {
                 println!("{registry}/{image} {digest}");
             }
         }
@@ -111,5 +136,8 @@ fn main() -> Result<()> {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().context("build tokio runtime")
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("build tokio runtime")
 }

@@ -8,9 +8,17 @@ fn every_fixture_is_built() {
     for f in FIXTURES {
         let bytes = std::fs::read(fixture_path(dir, f.name)).unwrap();
         if f.component {
-            assert!(fixtures::is_component(&bytes), "{} should be a component", f.name);
+            assert!(
+                fixtures::is_component(&bytes),
+                "{} should be a component",
+                f.name
+            );
         } else {
-            assert!(fixtures::is_module(&bytes), "{} should be a core module", f.name);
+            assert!(
+                fixtures::is_module(&bytes),
+                "{} should be a core module",
+                f.name
+            );
         }
     }
 }
@@ -27,7 +35,11 @@ fn modules_are_wasi_p1_commands() {
                 wasmparser::Payload::ImportSection(imports) => {
                     for import in imports.into_imports() {
                         let import = import.unwrap();
-                        assert_eq!(import.module, "wasi_snapshot_preview1", "{}: import {}", f.name, import.name);
+                        assert_eq!(
+                            import.module, "wasi_snapshot_preview1",
+                            "{}: import {}",
+                            f.name, import.name
+                        );
                     }
                 }
                 wasmparser::Payload::ExportSection(section) => {
@@ -38,8 +50,16 @@ fn modules_are_wasi_p1_commands() {
                 _ => {}
             }
         }
-        assert!(exports.iter().any(|e| e == "_start"), "{}: exports {exports:?}", f.name);
-        assert!(exports.iter().any(|e| e == "memory"), "{}: exports {exports:?}", f.name);
+        assert!(
+            exports.iter().any(|e| e == "_start"),
+            "{}: exports {exports:?}",
+            f.name
+        );
+        assert!(
+            exports.iter().any(|e| e == "memory"),
+            "{}: exports {exports:?}",
+            f.name
+        );
     }
 }
 
@@ -49,7 +69,10 @@ fn loop_has_no_imports_and_trap_is_unreachable() {
     let dir = fixtures_dir().unwrap();
     let looping = std::fs::read(fixture_path(dir, "loop")).unwrap();
     for payload in wasmparser::Parser::new(0).parse_all(&looping) {
-        assert!(!matches!(payload.unwrap(), wasmparser::Payload::ImportSection(_)), "loop imports something");
+        assert!(
+            !matches!(payload.unwrap(), wasmparser::Payload::ImportSection(_)),
+            "loop imports something"
+        );
     }
     let trap = std::fs::read(fixture_path(dir, "trap")).unwrap();
     let mut unreachable = false;
@@ -77,5 +100,8 @@ fn component_is_a_wasi_command() {
             }
         }
     }
-    assert!(exports.iter().any(|e| e.starts_with("wasi:cli/run@0.2")), "exports {exports:?}");
+    assert!(
+        exports.iter().any(|e| e.starts_with("wasi:cli/run@0.2")),
+        "exports {exports:?}"
+    );
 }

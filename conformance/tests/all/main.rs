@@ -1,6 +1,9 @@
 //! End-to-end tests for wasm-cri: one integration-test binary, one module per area.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod client;
+mod cri;
 mod fixtures;
 mod registry;
+mod restart;
 mod run;

@@ -1,6 +1,8 @@
 //! In-memory [`Registry`] for unit tests, with helpers to build Wasm images (tar+gzip layers, an
 //! OCI config naming the entrypoint) and to serve tampered bytes.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -92,6 +94,22 @@ impl FakeRegistry {
         digest
     }
 
+    /// Serves `bytes` under exactly `reference`, whatever their digest (to test verification).
+    pub(crate) fn serve_manifest(&self, reference: &str, bytes: Vec<u8>) {
+        let key = ImageRef::parse(reference).unwrap().to_string();
+        lock(&self.state.manifests).insert(key, bytes);
+    }
+
+    /// The bytes of a manifest pushed earlier, found by digest.
+    pub(crate) fn manifest_bytes(&self, digest: &str) -> Vec<u8> {
+        let suffix = format!("@{digest}");
+        lock(&self.state.manifests)
+            .iter()
+            .find(|(key, _)| key.ends_with(&suffix))
+            .map(|(_, bytes)| bytes.clone())
+            .unwrap()
+    }
+
     pub(crate) fn push_image(
         &self,
         reference: &str,
@@ -112,7 +130,8 @@ impl FakeRegistry {
         for layer in layers {
             let size = layer.bytes.len();
             let digest = self.add_blob(layer.bytes);
-            descriptors.push(json!({"mediaType": layer.media_type, "digest": digest, "size": size}));
+            descriptors
+                .push(json!({"mediaType": layer.media_type, "digest": digest, "size": size}));
             layer_digests.push(digest);
         }
         let manifest = serde_json::to_vec(&json!({
@@ -136,7 +155,11 @@ impl FakeRegistry {
     }
 
     /// Pushes an index over `entries` (manifest digest, size, os, architecture) as `reference`.
-    pub(crate) fn push_index(&self, reference: &str, entries: &[(&str, usize, &str, &str)]) -> String {
+    pub(crate) fn push_index(
+        &self,
+        reference: &str,
+        entries: &[(&str, usize, &str, &str)],
+    ) -> String {
         let manifests: Vec<_> = entries
             .iter()
             .map(|(digest, size, os, arch)| {

@@ -35,7 +35,10 @@ pub trait Registry: Send + Sync {
 pub trait RegistrySession: Send + Sync {
     /// The raw manifest or index `reference` names (by digest when it has one, else by tag).
     /// The caller verifies the bytes.
-    fn manifest<'a>(&'a self, reference: &'a ImageRef) -> BoxFuture<'a, Result<Vec<u8>, RegistryError>>;
+    fn manifest<'a>(
+        &'a self,
+        reference: &'a ImageRef,
+    ) -> BoxFuture<'a, Result<Vec<u8>, RegistryError>>;
 
     /// Streams blob `digest` of `reference`'s repository into `out`. The caller verifies what
     /// arrives; an implementation may stop early on a mismatch it detects itself.

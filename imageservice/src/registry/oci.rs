@@ -72,7 +72,10 @@ struct OciSession {
 }
 
 impl RegistrySession for OciSession {
-    fn manifest<'a>(&'a self, reference: &'a ImageRef) -> BoxFuture<'a, Result<Vec<u8>, RegistryError>> {
+    fn manifest<'a>(
+        &'a self,
+        reference: &'a ImageRef,
+    ) -> BoxFuture<'a, Result<Vec<u8>, RegistryError>> {
         Box::pin(async move {
             let (bytes, _digest) = self
                 .client
@@ -102,6 +105,7 @@ impl RegistrySession for OciSession {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

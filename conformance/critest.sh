@@ -2,7 +2,7 @@
 # Runs the whole critest suite against a fresh wasm-cri daemon on a temp socket and prints
 # `critest: N passed, M failed, K skipped` (of the suite's specs). Not a gate yet: exits 0 when critest ran,
 # whatever it counted; non-zero only when the harness itself could not run. The JUnit report is kept in
-# $WASM_CRI_ARTIFACTS.
+# $WASM_CRI_ARTIFACTS/critest-junit.xml.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,13 +34,13 @@ for _ in $(seq 100); do [[ -S $work/cri.sock ]] && break; sleep 0.1; done
 
 set +e
 timeout 20m "$CRITEST" --runtime-endpoint "unix://$work/cri.sock" --image-endpoint "unix://$work/cri.sock" \
-  --report-dir "$WASM_CRI_ARTIFACTS" -ginkgo.timeout="$CRITEST_TIMEOUT" -ginkgo.no-color \
+  -ginkgo.junit-report="$WASM_CRI_ARTIFACTS/critest-junit.xml" -ginkgo.timeout="$CRITEST_TIMEOUT" -ginkgo.no-color \
   >"$WASM_CRI_ARTIFACTS/critest.log" 2>&1
 rc=$?
 set -e
 tail -n 5 "$WASM_CRI_ARTIFACTS/critest.log"
-report=$(ls -t "$WASM_CRI_ARTIFACTS"/*.xml 2>/dev/null | head -1 || true)
-if [[ -z $report ]]; then
+report=$WASM_CRI_ARTIFACTS/critest-junit.xml
+if [[ ! -s $report ]]; then
   echo "critest: no JUnit report (exit $rc); see $WASM_CRI_ARTIFACTS/critest.log"
   exit 0
 fi

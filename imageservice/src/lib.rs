@@ -26,7 +26,7 @@
 //!   are pinned so a concurrent `remove` of another image sharing them leaves them alone.
 //!
 //! # Extension points (later issues)
-//! Layer media types are classified in [`manifest`](crate::manifest) (raw Wasm layers go there),
+//! Layer media types are classified in `manifest.rs` (raw Wasm layers go there),
 //! the network sits behind [`Registry`] (mirrors wrap it), and blob liveness is the union of the
 //! records' `blobs` sets (GC and a precompile cache keyed by layer digest can build on it).
 
@@ -37,6 +37,7 @@ mod fsutil;
 mod layout;
 mod locks;
 mod manifest;
+mod pins;
 mod platform;
 mod pull;
 mod record;

@@ -4,7 +4,6 @@
 //! the image. Each step either completes or leaves only temp files behind, which are dropped.
 
 use std::collections::BTreeSet;
-use std::collections::hash_map::Entry;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -16,12 +15,11 @@ use crate::blob::{self, BlobWriter};
 use crate::digest::Digest;
 use crate::error::ImageError;
 use crate::fsutil;
-use crate::locks::lock;
 use crate::manifest::{
     self, Descriptor, ImageManifest, MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES, Manifest,
 };
+use crate::pins::Pins;
 use crate::platform;
-use crate::record::{self, Record};
 use crate::reference::ImageRef;
 use crate::registry::RegistrySession;
 use crate::store::ImageStore;
@@ -54,10 +52,7 @@ impl ImageStore {
             store: self,
             session: session.as_ref(),
             reference: &reference,
-            pins: Pins {
-                store: self,
-                held: Vec::new(),
-            },
+            pins: Pins::new(self),
             blobs: BTreeSet::new(),
         };
         let image = pull.run().await?;
@@ -354,89 +349,4 @@ async fn exists(path: &Path) -> Result<bool, ImageError> {
 
 fn now_nanos() -> i64 {
     chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
-}
-
-/// Digests pinned by one pull; unpinned when the pull ends, however it ends.
-struct Pins<'a> {
-    store: &'a ImageStore,
-    held: Vec<String>,
-}
-
-impl Pins<'_> {
-    fn pin(&mut self, digest: &Digest) {
-        let digest = digest.to_string();
-        *lock(&self.store.state)
-            .pins
-            .entry(digest.clone())
-            .or_default() += 1;
-        self.held.push(digest);
-    }
-}
-
-impl Drop for Pins<'_> {
-    fn drop(&mut self) {
-        let mut state = lock(&self.store.state);
-        for digest in self.held.drain(..) {
-            if let Entry::Occupied(mut count) = state.pins.entry(digest) {
-                *count.get_mut() -= 1;
-                if *count.get() == 0 {
-                    count.remove();
-                }
-            }
-        }
-    }
-}
-
-impl ImageStore {
-    /// Records a pulled image: adds its tag and repo digest to the image's record (creating it),
-    /// and takes the tag away from whichever image had it before. Disk first, then memory.
-    fn commit(&self, pulled: Image, blobs: BTreeSet<String>) -> Result<Image, ImageError> {
-        let mut state = lock(&self.state);
-        let config = Digest::parse(&pulled.id)?;
-        let mut record = match state.images.get(config.hex()) {
-            Some(existing) => {
-                let mut record = existing.clone();
-                let image = &mut record.image;
-                for tag in &pulled.repo_tags {
-                    if !image.repo_tags.contains(tag) {
-                        image.repo_tags.push(tag.clone());
-                    }
-                }
-                for digest in &pulled.repo_digests {
-                    if !image.repo_digests.contains(digest) {
-                        image.repo_digests.push(digest.clone());
-                    }
-                }
-                image.pulled_at = pulled.pulled_at;
-                record
-            }
-            None => Record {
-                image: pulled.clone(),
-                blobs: BTreeSet::new(),
-            },
-        };
-        record.blobs.extend(blobs);
-        record::write(&self.layout, &record)?;
-        let image = record.image.clone();
-        state.images.insert(config.hex().to_owned(), record);
-
-        for tag in &pulled.repo_tags {
-            let previous: Vec<String> = state
-                .images
-                .iter()
-                .filter(|(hex, r)| *hex != config.hex() && r.image.repo_tags.contains(tag))
-                .map(|(hex, _)| hex.clone())
-                .collect();
-            for hex in previous {
-                let Some(mut old) = state.images.get(&hex).cloned() else {
-                    continue;
-                };
-                old.image.repo_tags.retain(|t| t != tag);
-                record::write(&self.layout, &old)?;
-                info!(tag = %tag, from = %old.image.id, to = %image.id, "tag moved to another image");
-                state.images.insert(hex, old);
-            }
-        }
-        Ok(image)
-    }
 }

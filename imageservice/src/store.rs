@@ -1,8 +1,8 @@
 //! [`ImageStore`]: opening a root, the in-memory index of records, lookups, removal and usage.
-//! Pulling lives in `pull.rs`. Record changes go to disk first, then to memory, both under the
-//! state mutex, so memory never shows an image whose record is not durable.
+//! Pulling lives in `pull.rs`; `commit` here records its result. Record changes go to disk first,
+//! then to memory, both under the state mutex, so memory never shows a record that is not durable.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -217,4 +217,62 @@ fn sweep_orphans(layout: &Layout, state: &State) -> Result<(), ImageError> {
         }
     }
     Ok(())
+}
+
+impl ImageStore {
+    /// Records a pulled image: adds its tag and repo digest to the image's record (creating it),
+    /// and takes the tag away from whichever image had it before. Disk first, then memory.
+    pub(crate) fn commit(
+        &self,
+        pulled: Image,
+        blobs: BTreeSet<String>,
+    ) -> Result<Image, ImageError> {
+        let mut state = lock(&self.state);
+        let config = Digest::parse(&pulled.id)?;
+        let mut record = match state.images.get(config.hex()) {
+            Some(existing) => {
+                let mut record = existing.clone();
+                let image = &mut record.image;
+                for tag in &pulled.repo_tags {
+                    if !image.repo_tags.contains(tag) {
+                        image.repo_tags.push(tag.clone());
+                    }
+                }
+                for digest in &pulled.repo_digests {
+                    if !image.repo_digests.contains(digest) {
+                        image.repo_digests.push(digest.clone());
+                    }
+                }
+                image.pulled_at = pulled.pulled_at;
+                record
+            }
+            None => Record {
+                image: pulled.clone(),
+                blobs: BTreeSet::new(),
+            },
+        };
+        record.blobs.extend(blobs);
+        record::write(&self.layout, &record)?;
+        let image = record.image.clone();
+        state.images.insert(config.hex().to_owned(), record);
+
+        for tag in &pulled.repo_tags {
+            let previous: Vec<String> = state
+                .images
+                .iter()
+                .filter(|(hex, r)| *hex != config.hex() && r.image.repo_tags.contains(tag))
+                .map(|(hex, _)| hex.clone())
+                .collect();
+            for hex in previous {
+                let Some(mut old) = state.images.get(&hex).cloned() else {
+                    continue;
+                };
+                old.image.repo_tags.retain(|t| t != tag);
+                record::write(&self.layout, &old)?;
+                info!(tag = %tag, from = %old.image.id, to = %image.id, "tag moved to another image");
+                state.images.insert(hex, old);
+            }
+        }
+        Ok(image)
+    }
 }

@@ -418,3 +418,9 @@ async fn invalid_reference_is_reported_before_any_network() {
     assert!(matches!(err, ImageError::InvalidReference { .. }), "{err}");
     assert!(fake.auths().is_empty());
 }
+
+#[test]
+fn store_is_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<ImageStore>();
+}

@@ -6,8 +6,10 @@
 //! checked against the config's diff id when one is given.
 
 use std::collections::HashSet;
+use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -133,21 +135,24 @@ impl Applier<'_> {
             // The root directory itself (`./`): its metadata is ours to choose.
             return Ok(());
         };
-        let name = name.to_string_lossy().into_owned();
+        // Bytes, not str: names need not be UTF-8 and must be created exactly as given.
+        let name_bytes = name.as_bytes();
 
-        if name == OPAQUE_WHITEOUT {
+        if name_bytes == OPAQUE_WHITEOUT.as_bytes() {
             let parent = self.parent(parent_rel).map_err(unpack_error)?;
             return self.make_opaque(&parent).map_err(unpack_error);
         }
-        if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
-            if hidden.is_empty() || hidden == "." || hidden == ".." {
+        if let Some(hidden) = name_bytes.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
+            if matches!(hidden, b"" | b"." | b"..") {
                 return Err(unsafe_entry("whiteout names no entry"));
             }
             // Nothing to hide when the directory does not exist in the lower layers.
             return match safe_path::resolve_dir(self.dest, parent_rel, false)
                 .map_err(unpack_error)?
             {
-                Some(parent) => remove_any(&parent.join(hidden)).map_err(unpack_error),
+                Some(parent) => {
+                    remove_any(&parent.join(OsStr::from_bytes(hidden))).map_err(unpack_error)
+                }
                 None => Ok(()),
             };
         }
@@ -166,7 +171,7 @@ impl Applier<'_> {
             debug!(layer = %self.layer, path = %shown, ?kind, "skipping special layer entry");
             return Ok(());
         }
-        let path = self.parent(parent_rel).map_err(unpack_error)?.join(&name);
+        let path = self.parent(parent_rel).map_err(unpack_error)?.join(name);
 
         match kind {
             EntryType::Directory => self.directory(&entry, &path).map_err(unpack_error)?,

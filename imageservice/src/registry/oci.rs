@@ -40,15 +40,21 @@ struct NoCryptoProvider;
 impl Registry for OciRegistry {
     fn connect(
         &self,
-        _reference: &ImageRef,
+        reference: &ImageRef,
         auth: Option<&RegistryAuth>,
     ) -> Result<Box<dyn RegistrySession>, RegistryError> {
         // reqwest panics while building its TLS config when no provider is installed.
         if rustls::crypto::CryptoProvider::get_default().is_none() {
             return Err(Box::new(NoCryptoProvider));
         }
+        let mut plain_http = self.insecure_registries.clone();
+        // Like Docker, a registry on this machine's loopback may be plain HTTP without being configured:
+        // its traffic never leaves the host.
+        if is_loopback(reference.registry()) {
+            plain_http.push(reference.registry().to_string());
+        }
         let config = ClientConfig {
-            protocol: ClientProtocol::HttpsExcept(self.insecure_registries.clone()),
+            protocol: ClientProtocol::HttpsExcept(plain_http),
             // Index resolution happens on our side (crate::platform), with the raw index.
             platform_resolver: None,
             connect_timeout: Some(CONNECT_TIMEOUT),
@@ -64,6 +70,18 @@ impl Registry for OciRegistry {
         };
         Ok(Box::new(OciSession { client, auth }))
     }
+}
+
+/// Whether `registry` (`host`, `host:port`, `[v6]:port`) names this machine's loopback.
+fn is_loopback(registry: &str) -> bool {
+    let host = match registry.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => registry.rsplit_once(':').map_or(registry, |(h, _)| h),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 struct OciSession {
@@ -123,5 +141,26 @@ mod tests {
             password: "p".into(),
         };
         assert!(registry.connect(&reference, Some(&auth)).is_ok());
+    }
+
+    #[test]
+    fn loopback_registries() {
+        for r in [
+            "localhost",
+            "localhost:5000",
+            "127.0.0.1:5000",
+            "127.1.2.3",
+            "[::1]:5000",
+        ] {
+            assert!(is_loopback(r), "{r}");
+        }
+        for r in [
+            "docker.io",
+            "10.0.0.1:5000",
+            "registry.local:5000",
+            "[fe80::1]:5000",
+        ] {
+            assert!(!is_loopback(r), "{r}");
+        }
     }
 }

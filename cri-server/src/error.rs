@@ -96,17 +96,7 @@ fn image_code(err: &imageservice::ImageError) -> Code {
     }
 }
 
-/// "outer: cause: root cause" in one line.
-pub fn chain(err: &dyn std::error::Error) -> String {
-    let mut s = err.to_string();
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        s.push_str(": ");
-        s.push_str(&e.to_string());
-        cur = e.source();
-    }
-    s
-}
+pub use podsandbox::error_chain as chain;
 
 impl From<ServerError> for Status {
     fn from(err: ServerError) -> Status {

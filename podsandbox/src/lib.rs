@@ -11,3 +11,16 @@ pub mod engine;
 pub mod fsutil;
 pub mod logs;
 pub mod pod;
+
+/// "outer: cause: root cause": an error and its whole `#[source]` chain on one line, for gRPC messages and
+/// logs.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut s = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        s.push_str(": ");
+        s.push_str(&e.to_string());
+        cur = e.source();
+    }
+    s
+}

@@ -24,7 +24,7 @@ fn wait_exited(d: &Daemon, id: &str) -> Value {
 }
 
 /// Creates and starts a container of `image` with `tweak` applied; returns its id.
-fn run(
+pub(crate) fn run(
     d: &Daemon,
     reg: &Registry,
     pod_id: &str,

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use conformance::crictl::{container_state, inspect, inspectp, pod_state, wait_until};
-use conformance::{ContainerConfig, Daemon, DaemonOpts, Registry, skip_unless_root};
+use conformance::{Daemon, DaemonOpts, Registry, skip_unless_root};
 
 fn start(
     d: &Daemon,
@@ -14,13 +14,7 @@ fn start(
     name: &str,
     image: &str,
 ) -> String {
-    let image = reg.image_ref(image);
-    d.pull(&image).unwrap();
-    let id = d
-        .create_container(pod_id, &ContainerConfig::new(name, &image), pod)
-        .unwrap();
-    d.crictl_ok(["start", &id]).unwrap();
-    id
+    crate::cri::run(d, reg, pod_id, pod, name, image, |c| c)
 }
 
 fn summary(d: &Daemon, id: &str) -> (String, i64, String) {

@@ -182,6 +182,7 @@ impl Runtime {
             preopens,
             log_path: log_path.display().to_string(),
             memory_limit_bytes: memory_limit,
+            working_dir: workdir,
         };
 
         let mut client = sandbox.client().ok_or_else(|| {

@@ -39,6 +39,8 @@ pub struct RunSpec {
     pub stderr: LogSink,
     /// Bytes allowed across all linear memories of the instance; `None` for no limit.
     pub memory_limit: Option<u64>,
+    /// Working directory given to components; core modules (WASI preview 1) always start at "/".
+    pub cwd: Option<String>,
 }
 
 /// Runs `program` to completion, or until `stop` resolves, and reports how it ended. Output still buffered in

@@ -25,6 +25,7 @@ fn spec(dir: &Path, args: &[&str]) -> (RunSpec, PathBuf) {
         stdout: LogSink::new(log.clone(), Stream::Stdout),
         stderr: LogSink::new(log, Stream::Stderr),
         memory_limit: None,
+        cwd: None,
     };
     (spec, log_path)
 }

@@ -55,6 +55,11 @@ pub fn builder(spec: &RunSpec) -> Result<WasiCtxBuilder, PreopenError> {
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false);
+    // WASI p2 hands this to the guest (`wasi:cli/environment.initial-cwd`). Preview 1 has no such notion:
+    // wasi-libc starts core modules at "/" whatever is set here.
+    if let Some(cwd) = &spec.cwd {
+        b.initial_cwd(cwd);
+    }
     for p in &spec.preopens {
         let perms = if p.read_only {
             FsPerms::ReadOnly

@@ -18,6 +18,7 @@ use tonic::Status;
 use tracing::{info, warn};
 
 use crate::engine::{self, Engine, ExitReason, Preopen, Program, RunSpec};
+use crate::error_chain;
 use crate::fsutil::atomic_write;
 use crate::logs::{LogFile, LogSink, Stream};
 
@@ -264,6 +265,7 @@ fn run_spec(spec: &ContainerSpec, log: &LogFile) -> RunSpec {
         stdout: LogSink::new(log.clone(), Stream::Stdout),
         stderr: LogSink::new(log.clone(), Stream::Stderr),
         memory_limit: (spec.memory_limit_bytes > 0).then_some(spec.memory_limit_bytes),
+        cwd: (!spec.working_dir.is_empty()).then(|| spec.working_dir.clone()),
     }
 }
 
@@ -274,18 +276,6 @@ fn state_name(state: i32) -> &'static str {
         Ok(ContainerState::Exited) => "exited",
         Err(_) => "in an unknown state",
     }
-}
-
-/// "outer: inner: innermost" — the whole `#[source]` chain in one line for a gRPC message.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut s = err.to_string();
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        s.push_str(": ");
-        s.push_str(&e.to_string());
-        cur = e.source();
-    }
-    s
 }
 
 pub fn now_nanos() -> i64 {

@@ -18,8 +18,9 @@ use tonic::{Request, Response, Status};
 use tracing::info;
 
 use super::bootstrap::{detach_stdout, write_message};
-use super::containers::{Containers, error_chain};
+use super::containers::Containers;
 use crate::engine::Engine;
+use crate::error_chain;
 use crate::fsutil::process_start_time;
 
 struct PodService {

@@ -380,6 +380,49 @@ fn root_idempotency_and_status_codes() {
     assert_eq!(first, second);
     assert_eq!(d.crictl_ok(["pods", "-q"]).unwrap().lines().count(), 1);
 
+    // List filters: label selector, state, id prefix, pod of a container.
+    let labelled = d.pod_config("labelled").label("app", "web");
+    let web = d.run_pod(&labelled).unwrap();
+    let q = |args: &[&str]| -> Vec<String> {
+        d.crictl_ok(args)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(q(&["pods", "-q", "--label", "app=web"]), vec![web.clone()]);
+    assert!(q(&["pods", "-q", "--label", "app=db"]).is_empty());
+    assert_eq!(q(&["pods", "-q", "--id", &web[..12]]), vec![web.clone()]);
+    d.crictl_ok(["stopp", &first]).unwrap();
+    assert_eq!(
+        q(&["pods", "-q", "--state", "notready"]),
+        vec![first.clone()]
+    );
+    assert_eq!(q(&["pods", "-q", "--state", "ready"]), vec![web.clone()]);
+    let hello = crate::cri::run(
+        &d,
+        &reg,
+        &web,
+        &labelled,
+        "hello",
+        "wasm/hello:latest",
+        |c| c.label("tier", "front"),
+    );
+    wait_until("hello exits", Duration::from_secs(30), || {
+        Ok(container_state(&d.endpoint(), &hello)? == "CONTAINER_EXITED")
+    })
+    .unwrap();
+    assert_eq!(
+        q(&["ps", "-q", "-a", "--label", "tier=front"]),
+        vec![hello.clone()]
+    );
+    assert!(q(&["ps", "-q", "-a", "--label", "tier=back"]).is_empty());
+    assert_eq!(
+        q(&["ps", "-q", "-a", "--state", "exited", "--pod", &web]),
+        vec![hello.clone()]
+    );
+    assert!(q(&["ps", "-q", "--state", "running"]).is_empty());
+
     // Image status by id, tag and digest agree; removal by tag removes the image; a second remove is fine.
     let image = reg.image_ref("wasm/hello:latest");
     d.pull(&image).unwrap();

@@ -157,6 +157,39 @@ fn root_pod_and_container_lifecycle() {
         container_state(&d.endpoint(), &sleeper).unwrap(),
         "CONTAINER_RUNNING"
     );
+
+    // Log rotation as the kubelet does it: rename, then ReopenContainerLog creates a fresh file.
+    let sleeper_log = inspect(&d.endpoint(), &sleeper).unwrap()["status"]["logPath"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let rotated = format!("{sleeper_log}.1");
+    std::fs::rename(&sleeper_log, &rotated).unwrap();
+    let cri = Cri::connect(d.socket());
+    let mut rtc = cri.runtime.clone();
+    cri.run(
+        rtc.reopen_container_log(proto::cri::ReopenContainerLogRequest {
+            container_id: sleeper.clone(),
+        }),
+    )
+    .unwrap();
+    assert!(
+        std::path::Path::new(&sleeper_log).exists(),
+        "reopen must create a new log file"
+    );
+    assert!(
+        std::fs::read_to_string(&rotated)
+            .unwrap()
+            .contains("sleeper: started")
+    );
+    let e = cri
+        .run(
+            rtc.reopen_container_log(proto::cri::ReopenContainerLogRequest {
+                container_id: hello.clone(),
+            }),
+        )
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
     for id in [&sleeper, &spin] {
         let started = std::time::Instant::now();
         d.crictl_ok(["stop", "--timeout", "30", id]).unwrap();

@@ -125,10 +125,10 @@ impl RuntimeService for Edge {
     }
     async fn reopen_container_log(
         &self,
-        _: Request<ReopenContainerLogRequest>,
+        r: Request<ReopenContainerLogRequest>,
     ) -> R<ReopenContainerLogResponse> {
-        self.call("ReopenContainerLog", Mutating, |_| async {
-            unimplemented("ReopenContainerLog")
+        self.call("ReopenContainerLog", Mutating, |rt| async move {
+            rt.reopen_container_log(r.into_inner()).await
         })
         .await
     }

@@ -5,6 +5,7 @@ mod cleanup;
 mod container_create;
 mod container_list;
 mod container_remove;
+mod container_reopen_log;
 mod container_start;
 mod container_status;
 mod container_stop;

@@ -216,6 +216,24 @@ impl Containers {
         Ok(())
     }
 
+    /// Reopens the log file of a running container, so output after a rotation lands in a new file.
+    pub fn reopen_log(&self, id: &str) -> Result<(), Status> {
+        let table = self.table();
+        let entry = table
+            .get(id)
+            .ok_or_else(|| Status::not_found(format!("container {id} is not in this pod")))?;
+        if entry.status.state != ContainerState::Running as i32 {
+            return Err(Status::failed_precondition(format!(
+                "container {id} is {}; only a running container's log can be reopened",
+                state_name(entry.status.state)
+            )));
+        }
+        entry
+            .log
+            .reopen()
+            .map_err(|e| Status::internal(format!("reopening log {}: {e}", entry.spec.log_path)))
+    }
+
     pub fn status(&self, id: &str) -> Option<ContainerStatus> {
         self.table().get(id).map(|e| e.status.clone())
     }

@@ -154,6 +154,11 @@ impl Pod for PodService {
         }))
     }
 
+    async fn reopen_log(&self, req: Request<ContainerRef>) -> Result<Response<Empty>, Status> {
+        self.containers.reopen_log(&req.into_inner().id)?;
+        Ok(Response::new(Empty {}))
+    }
+
     type EventsStream = EventStream;
 
     async fn events(&self, _: Request<Empty>) -> Result<Response<Self::EventsStream>, Status> {

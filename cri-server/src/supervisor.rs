@@ -33,7 +33,8 @@ pub fn watch(rt: Arc<Runtime>, sandbox: Arc<Sandbox>, child: Option<tokio::proce
             if let Some(client) = sandbox.client() {
                 follow(&rt, &sandbox, client).await;
             }
-            if sandbox.state() == SandboxState::NotReady {
+            // A sandbox being stopped on purpose is finished by StopPodSandbox itself.
+            if sandbox.state() == SandboxState::NotReady || sandbox.is_stopping() {
                 return;
             }
             let rec = sandbox.record();

@@ -468,7 +468,7 @@ impl Stats {
         ms.sort_by(f64::total_cmp);
         let at = |i: usize| ms.get(i).copied().unwrap_or(0.0);
         let n = ms.len();
-        let median = if n % 2 == 0 && n > 0 {
+        let median = if n.is_multiple_of(2) && n > 0 {
             (at(n / 2 - 1) + at(n / 2)) / 2.0
         } else {
             at(n / 2)
@@ -490,7 +490,7 @@ fn median_kib(values: impl Iterator<Item = u64>) -> u64 {
     v.sort_unstable();
     let n = v.len();
     let at = |i: usize| v.get(i).copied().unwrap_or(0);
-    if n % 2 == 0 && n > 0 {
+    if n.is_multiple_of(2) && n > 0 {
         (at(n / 2 - 1) + at(n / 2)) / 2
     } else {
         at(n / 2)

@@ -42,24 +42,22 @@ impl Runtime {
 
         // A retried create (same pod, name and attempt) returns the container the first call made.
         let key = format!("{pod_id}/{}/{}", md.name, md.attempt);
-        let lock = self.name_lock(&key);
-        let guard = lock.lock().await;
-        let existing = self.store.containers_of(&pod_id).into_iter().find(|c| {
-            let m = c.metadata();
-            m.name == md.name && m.attempt == md.attempt
-        });
-        let result = match existing {
-            Some(c) => {
-                info!(container_id = %c.meta.id, name = %md.name, "CreateContainer retried; returning the existing container");
-                Ok(CreateContainerResponse {
-                    container_id: c.meta.id.clone(),
-                })
+        self.with_name_lock(&key, async {
+            let existing = self.store.containers_of(&pod_id).into_iter().find(|c| {
+                let m = c.metadata();
+                m.name == md.name && m.attempt == md.attempt
+            });
+            match existing {
+                Some(c) => {
+                    info!(container_id = %c.meta.id, name = %md.name, "CreateContainer retried; returning the existing container");
+                    Ok(CreateContainerResponse {
+                        container_id: c.meta.id.clone(),
+                    })
+                }
+                None => self.create_in(&sandbox, config).await,
             }
-            None => self.create_in(&sandbox, config).await,
-        };
-        drop(guard);
-        self.release_name_lock(&key);
-        result
+        })
+        .await
     }
 
     async fn create_in(

@@ -27,6 +27,7 @@ mod update_runtime_config;
 mod version;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -64,20 +65,24 @@ impl Runtime {
         }
     }
 
-    /// The lock for one kubelet-level name (sandbox name + attempt, or pod + container name + attempt).
-    fn name_lock(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
-        Arc::clone(
+    /// Runs `work` while holding the lock of one kubelet-level name (sandbox name + attempt, or pod +
+    /// container name + attempt), then forgets the lock if nobody else waits for it, so the map does not grow
+    /// with every pod ever made.
+    async fn with_name_lock<T>(&self, key: &str, work: impl Future<Output = T>) -> T {
+        let lock = Arc::clone(
             self.name_locks
                 .entry(key.to_string())
                 .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(())))
                 .value(),
-        )
-    }
-
-    /// Drops a name lock that nobody holds any more, so the map does not grow with every pod ever made.
-    fn release_name_lock(&self, key: &str) {
+        );
+        let result = {
+            let _held = lock.lock().await;
+            work.await
+        };
+        drop(lock);
         self.name_locks
             .remove_if(key, |_, lock| Arc::strong_count(lock) == 1);
+        result
     }
 }
 
@@ -89,4 +94,57 @@ pub fn now_nanos() -> i64 {
 /// A verbose `info` map with one JSON document under the key "info", as crictl's `inspect` expects.
 fn info_map(value: &serde_json::Value) -> HashMap<String, String> {
     HashMap::from([("info".to_string(), value.to_string())])
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn runtime(dir: &std::path::Path) -> Runtime {
+        let images = ImageStore::open(
+            &dir.join("images"),
+            imageservice::StoreOptions {
+                insecure_registries: Vec::new(),
+            },
+        )
+        .unwrap();
+        Runtime::new(
+            Config::default(),
+            Store::load(dir).unwrap(),
+            Arc::new(images),
+            PathBuf::from("/nonexistent"),
+        )
+    }
+
+    #[tokio::test]
+    async fn name_locks_serialise_and_are_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = Arc::new(runtime(dir.path()));
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let (a, b) = (Arc::clone(&rt), Arc::clone(&rt));
+        let (oa, ob) = (Arc::clone(&order), Arc::clone(&order));
+        let first = tokio::spawn(async move {
+            a.with_name_lock("pod_ns_uid_0", async {
+                oa.lock().unwrap().push("first in");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                oa.lock().unwrap().push("first out");
+            })
+            .await
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        let second = tokio::spawn(async move {
+            b.with_name_lock("pod_ns_uid_0", async {
+                ob.lock().unwrap().push("second in");
+            })
+            .await
+        });
+        first.await.unwrap();
+        second.await.unwrap();
+        assert_eq!(
+            *order.lock().unwrap(),
+            vec!["first in", "first out", "second in"]
+        );
+        assert!(rt.name_locks.is_empty());
+    }
 }

@@ -34,30 +34,28 @@ impl Runtime {
         // A kubelet that timed out retries with the same name and attempt. Serialise on that name and hand
         // back the sandbox the first call made, instead of refusing the retry or making a twin.
         let key = sandbox_name_key(&md);
-        let lock = self.name_lock(&key);
-        let _guard = lock.lock().await;
-        let existing = self
-            .store
-            .sandboxes
-            .iter()
-            .find(|s| s.name_key() == key)
-            .map(|s| Arc::clone(s.value()));
-        if let Some(sb) = existing {
-            if sb.state() == SandboxState::Ready {
-                info!(pod_id = %sb.meta.id, name = %md.name, "RunPodSandbox retried; returning the existing sandbox");
-                return Ok(RunPodSandboxResponse {
-                    pod_sandbox_id: sb.meta.id.clone(),
-                });
+        self.with_name_lock(&key, async {
+            let existing = self
+                .store
+                .sandboxes
+                .iter()
+                .find(|s| s.name_key() == key)
+                .map(|s| Arc::clone(s.value()));
+            match existing {
+                Some(sb) if sb.state() == SandboxState::Ready => {
+                    info!(pod_id = %sb.meta.id, name = %md.name, "RunPodSandbox retried; returning the existing sandbox");
+                    Ok(RunPodSandboxResponse {
+                        pod_sandbox_id: sb.meta.id.clone(),
+                    })
+                }
+                Some(sb) => Err(ServerError::FailedPrecondition(format!(
+                    "pod sandbox name {key} is taken by sandbox {} which is not ready; remove it or use a new attempt number",
+                    sb.meta.id
+                ))),
+                None => self.create_sandbox(config, req.runtime_handler).await,
             }
-            return Err(ServerError::FailedPrecondition(format!(
-                "pod sandbox name {key} is taken by sandbox {} which is not ready; remove it or use a new attempt number",
-                sb.meta.id
-            )));
-        }
-        let result = self.create_sandbox(config, req.runtime_handler).await;
-        drop(_guard);
-        self.release_name_lock(&key);
-        result
+        })
+        .await
     }
 
     async fn create_sandbox(

@@ -36,6 +36,7 @@ impl Runtime {
             return Ok(());
         }
         let id = &sandbox.meta.id;
+        sandbox.begin_stop();
         if let Some(mut client) = sandbox.client() {
             for c in self.store.containers_of(id) {
                 match client

@@ -6,6 +6,7 @@
 //! NotReady never goes back to Ready: the kubelet creates a new sandbox (attempt + 1) instead.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use proto::cri;
@@ -53,6 +54,8 @@ pub struct Sandbox {
     dir: PathBuf,
     record: Mutex<SandboxRecord>,
     client: Mutex<Option<podsandbox::client::Client>>,
+    /// Set while StopPodSandbox takes the pod process down, so its exit is not mistaken for a crash.
+    stopping: AtomicBool,
 }
 
 impl Sandbox {
@@ -69,6 +72,7 @@ impl Sandbox {
             dir,
             record: Mutex::new(record),
             client: Mutex::new(None),
+            stopping: AtomicBool::new(false),
         })
     }
 
@@ -80,6 +84,7 @@ impl Sandbox {
             dir: dir.to_path_buf(),
             record: Mutex::new(record),
             client: Mutex::new(None),
+            stopping: AtomicBool::new(false),
         })
     }
 
@@ -108,6 +113,15 @@ impl Sandbox {
         write_json(&self.dir.join("status.json"), &next)?;
         *guard = next;
         Ok(())
+    }
+
+    /// Marks the pod process as being shut down on purpose.
+    pub fn begin_stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
     }
 
     pub fn client(&self) -> Option<podsandbox::client::Client> {

@@ -479,3 +479,99 @@ fn root_idempotency_and_status_codes() {
         "{fs}"
     );
 }
+
+/// A uint64 field of crictl's JSON (protojson writes 64-bit integers as strings).
+fn u64_at(v: &Value) -> u64 {
+    match v {
+        Value::String(s) => s.parse().unwrap_or_else(|e| panic!("{s}: {e}")),
+        other => other
+            .as_u64()
+            .unwrap_or_else(|| panic!("not a u64: {other}")),
+    }
+}
+
+#[test]
+fn root_container_and_pod_stats() {
+    if skip_unless_root() {
+        return;
+    }
+    let (reg, d) = setup();
+    let pod = d.pod_config("stats");
+    let pod_id = d.run_pod(&pod).unwrap();
+    let id = run(&d, &reg, &pod_id, &pod, "loop", "wasm/loop:latest", |c| c);
+    let sample = || {
+        let v = d.crictl_json(["stats", "-o", "json", "--id", &id]).unwrap();
+        let stats = v["stats"].as_array().unwrap_or_else(|| panic!("{v}"));
+        assert_eq!(stats.len(), 1, "{v}");
+        let s = stats[0].clone();
+        assert_eq!(s["attributes"]["id"], id.as_str(), "{s}");
+        assert_eq!(s["attributes"]["metadata"]["name"], "loop", "{s}");
+        s
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let first = sample();
+    let cpu1 = u64_at(&first["cpu"]["usageCoreNanoSeconds"]["value"]);
+    assert!(cpu1 > 0, "{first}");
+    assert!(
+        u64_at(&first["memory"]["workingSetBytes"]["value"]) > 0,
+        "{first}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let second = sample();
+    let cpu2 = u64_at(&second["cpu"]["usageCoreNanoSeconds"]["value"]);
+    assert!(cpu2 > cpu1, "cpu did not grow: {cpu1} then {cpu2}");
+
+    // The pod sums its containers and counts the running instance.
+    let v = d.crictl_json(["statsp", "-o", "json"]).unwrap();
+    let pods = v["stats"].as_array().unwrap_or_else(|| panic!("{v}"));
+    let p = pods
+        .iter()
+        .find(|p| p["attributes"]["id"] == pod_id.as_str())
+        .unwrap_or_else(|| panic!("pod {pod_id} missing: {v}"));
+    assert_eq!(p["attributes"]["metadata"]["name"], "stats", "{p}");
+    assert!(
+        u64_at(&p["linux"]["cpu"]["usageCoreNanoSeconds"]["value"]) >= cpu2,
+        "{p}"
+    );
+    assert!(
+        u64_at(&p["linux"]["memory"]["workingSetBytes"]["value"]) > 0,
+        "{p}"
+    );
+    assert_eq!(
+        u64_at(&p["linux"]["process"]["processCount"]["value"]),
+        1,
+        "{p}"
+    );
+    assert_eq!(
+        p["linux"]["containers"][0]["attributes"]["id"],
+        id.as_str(),
+        "{p}"
+    );
+
+    // After a stop the CPU total stays and the memory is released.
+    d.crictl_ok(["stop", &id]).unwrap();
+    let stopped = sample();
+    assert!(
+        u64_at(&stopped["cpu"]["usageCoreNanoSeconds"]["value"]) >= cpu2,
+        "{stopped}"
+    );
+    assert_eq!(
+        u64_at(&stopped["memory"]["workingSetBytes"]["value"]),
+        0,
+        "{stopped}"
+    );
+
+    // ContainerStats of an unknown id is NotFound (crictl only lists, where it is an empty list).
+    let cri = Cri::connect(d.socket());
+    let mut rtc = cri.runtime.clone();
+    let err = cri
+        .run(rtc.container_stats(proto::cri::ContainerStatsRequest {
+            container_id: "does-not-exist".to_string(),
+        }))
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound, "{err}");
+    let v = d
+        .crictl_json(["stats", "-o", "json", "--id", "does-not-exist"])
+        .unwrap();
+    assert!(v["stats"].as_array().is_none_or(Vec::is_empty), "{v}");
+}

@@ -154,37 +154,37 @@ impl RuntimeService for Edge {
     }
     async fn container_stats(
         &self,
-        _: Request<ContainerStatsRequest>,
+        r: Request<ContainerStatsRequest>,
     ) -> R<ContainerStatsResponse> {
-        self.call("ContainerStats", Polled, |_| async {
-            unimplemented("ContainerStats")
+        self.call("ContainerStats", Polled, |rt| async move {
+            rt.container_stats(r.into_inner()).await
         })
         .await
     }
     async fn list_container_stats(
         &self,
-        _: Request<ListContainerStatsRequest>,
+        r: Request<ListContainerStatsRequest>,
     ) -> R<ListContainerStatsResponse> {
-        self.call("ListContainerStats", Polled, |_| async {
-            unimplemented("ListContainerStats")
+        self.call("ListContainerStats", Polled, |rt| async move {
+            Ok(rt.list_container_stats(r.into_inner()).await)
         })
         .await
     }
     async fn pod_sandbox_stats(
         &self,
-        _: Request<PodSandboxStatsRequest>,
+        r: Request<PodSandboxStatsRequest>,
     ) -> R<PodSandboxStatsResponse> {
-        self.call("PodSandboxStats", Polled, |_| async {
-            unimplemented("PodSandboxStats")
+        self.call("PodSandboxStats", Polled, |rt| async move {
+            rt.pod_sandbox_stats(r.into_inner()).await
         })
         .await
     }
     async fn list_pod_sandbox_stats(
         &self,
-        _: Request<ListPodSandboxStatsRequest>,
+        r: Request<ListPodSandboxStatsRequest>,
     ) -> R<ListPodSandboxStatsResponse> {
-        self.call("ListPodSandboxStats", Polled, |_| async {
-            unimplemented("ListPodSandboxStats")
+        self.call("ListPodSandboxStats", Polled, |rt| async move {
+            Ok(rt.list_pod_sandbox_stats(r.into_inner()).await)
         })
         .await
     }

@@ -5,7 +5,11 @@
 //! limiter records the attempt, and the run ends as `OOMKilled` with exit code 137 — instead of `memory.grow`
 //! returning -1, which most guests turn into an opaque abort far from the cause.
 
+use std::sync::Arc;
+
 use wasmtime::ResourceLimiter;
+
+use super::usage::Usage;
 
 /// Elements allowed in one table. A table element costs a pointer of host memory; compilers emit tables of
 /// at most a few thousand functions, so a million (8 MiB) leaves room while bounding a hostile guest.
@@ -16,6 +20,8 @@ const MAX_INSTANCES: usize = 1_000;
 const MAX_TABLES: usize = 1_000;
 /// Linear memories per store; each reserves (not commits) several GiB of address space.
 const MAX_MEMORIES: usize = 100;
+/// Host bytes per table element, for the working set: wasmtime stores each element as one pointer.
+const TABLE_ELEMENT_BYTES: u64 = std::mem::size_of::<usize>() as u64;
 
 /// A memory request the limit refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,17 +49,31 @@ pub struct MemoryLimiter {
     /// The size change granted by the last `memory_growing`, undone if that growth then fails.
     last_grant: u64,
     exceeded: Option<Exceeded>,
+    /// Bytes of table elements currently granted across the store.
+    table_bytes: u64,
+    /// The size change granted by the last `table_growing`, undone if that growth then fails.
+    last_table_grant: u64,
+    /// Where the current total (memories + tables) is published for the stats RPC.
+    usage: Arc<Usage>,
 }
 
 impl MemoryLimiter {
     /// A limiter allowing `limit` bytes of linear memory in total; `None` for no limit.
-    pub fn new(limit: Option<u64>) -> MemoryLimiter {
+    pub fn new(limit: Option<u64>, usage: Arc<Usage>) -> MemoryLimiter {
         MemoryLimiter {
             limit,
             used: 0,
             last_grant: 0,
             exceeded: None,
+            table_bytes: 0,
+            last_table_grant: 0,
+            usage,
         }
+    }
+
+    fn publish(&self) {
+        self.usage
+            .set_memory(self.used.saturating_add(self.table_bytes));
     }
 
     /// The first request the limit refused, if any.
@@ -80,6 +100,7 @@ impl ResourceLimiter for MemoryLimiter {
         }
         self.used = requested;
         self.last_grant = grow;
+        self.publish();
         Ok(true)
     }
 
@@ -88,17 +109,35 @@ impl ResourceLimiter for MemoryLimiter {
         // past the memory's own maximum). The guest sees -1 as the spec requires.
         self.used = self.used.saturating_sub(self.last_grant);
         self.last_grant = 0;
+        self.publish();
         Ok(())
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         // A refused table growth is spec behaviour (`table.grow` returns -1), not an OOM kill.
-        Ok(desired <= MAX_TABLE_ELEMENTS)
+        if desired > MAX_TABLE_ELEMENTS {
+            return Ok(false);
+        }
+        let grow = to_u64(desired)
+            .saturating_sub(to_u64(current))
+            .saturating_mul(TABLE_ELEMENT_BYTES);
+        self.table_bytes = self.table_bytes.saturating_add(grow);
+        self.last_table_grant = grow;
+        self.publish();
+        Ok(true)
+    }
+
+    fn table_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        // As for memories: the failed growth is the one just granted.
+        self.table_bytes = self.table_bytes.saturating_sub(self.last_table_grant);
+        self.last_table_grant = 0;
+        self.publish();
+        Ok(())
     }
 
     fn instances(&self) -> usize {
@@ -127,9 +166,10 @@ mod tests {
 
     #[test]
     fn counts_all_memories_together() {
-        let mut l = MemoryLimiter::new(Some(3 * PAGE as u64));
+        let mut l = MemoryLimiter::new(Some(3 * PAGE as u64), Usage::new());
         assert!(l.memory_growing(0, 2 * PAGE, None).unwrap());
         assert!(l.memory_growing(0, PAGE, None).unwrap());
+        assert_eq!(l.usage.memory_bytes(), 3 * PAGE as u64);
         let err = l.memory_growing(PAGE, 2 * PAGE, None).unwrap_err();
         assert!(err.to_string().contains("memory limit of 196608 bytes"));
         assert_eq!(
@@ -143,7 +183,7 @@ mod tests {
 
     #[test]
     fn failed_growth_is_given_back() {
-        let mut l = MemoryLimiter::new(Some(2 * PAGE as u64));
+        let mut l = MemoryLimiter::new(Some(2 * PAGE as u64), Usage::new());
         assert!(l.memory_growing(0, 2 * PAGE, None).unwrap());
         l.memory_grow_failed(wasmtime::format_err!("past maximum"))
             .unwrap();
@@ -153,8 +193,10 @@ mod tests {
 
     #[test]
     fn tables_are_bounded_without_killing() {
-        let mut l = MemoryLimiter::new(None);
+        let usage = Usage::new();
+        let mut l = MemoryLimiter::new(None, Arc::clone(&usage));
         assert!(l.table_growing(0, 10, None).unwrap());
+        assert_eq!(usage.memory_bytes(), 10 * TABLE_ELEMENT_BYTES);
         assert!(!l.table_growing(0, MAX_TABLE_ELEMENTS + 1, None).unwrap());
     }
 }

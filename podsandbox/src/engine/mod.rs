@@ -4,6 +4,7 @@
 //! - [`detect`]: core module vs component vs "not Wasm", from the file's bytes.
 //! - [`run`](mod@run): one container run, raced against a stop; [`status`]: how it ended.
 //! - [`limits`]: the per-store memory limiter; [`wasi`]: the WASI context built from a [`RunSpec`].
+//! - [`usage`]: per-container CPU time and memory counters, read by the stats RPC.
 //! - [`error`]: the [`EngineError`] type.
 
 pub mod config;
@@ -12,6 +13,7 @@ pub mod error;
 pub mod limits;
 pub mod run;
 pub mod status;
+pub mod usage;
 pub mod wasi;
 
 use std::path::Path;
@@ -23,6 +25,7 @@ use wasmtime::component::Component;
 pub use error::EngineError;
 pub use run::{Preopen, RunSpec, run};
 pub use status::{ExitReason, ExitStatus};
+pub use usage::Usage;
 
 use config::EpochTicker;
 use detect::Detected;

@@ -6,12 +6,14 @@
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use wasmtime::Store;
 use wasmtime_wasi::p2::bindings::Command;
 
 use super::limits::Exceeded;
 use super::status::{self, ExitStatus, Stage};
+use super::usage::{CpuTimed, Usage};
 use super::wasi::{self, ComponentState, ModuleState};
 use super::{Engine, Program};
 use crate::logs::LogSink;
@@ -41,6 +43,8 @@ pub struct RunSpec {
     pub memory_limit: Option<u64>,
     /// Working directory given to components; core modules (WASI preview 1) always start at "/".
     pub cwd: Option<String>,
+    /// Where the run's CPU time and memory are counted (read by the stats RPC while it runs).
+    pub usage: Arc<Usage>,
 }
 
 /// Runs `program` to completion, or until `stop` resolves, and reports how it ended. Output still buffered in
@@ -52,10 +56,17 @@ pub async fn run(
     stop: impl Future<Output = ()>,
 ) -> ExitStatus {
     let (stdout, stderr) = (spec.stdout.clone(), spec.stderr.clone());
-    let status = match program {
-        Program::Module(module) => run_module(engine, module, &spec, stop).await,
-        Program::Component(component) => run_component(engine, component, &spec, stop).await,
+    let usage = Arc::clone(&spec.usage);
+    let instance = async {
+        match program {
+            Program::Module(module) => run_module(engine, module, &spec, stop).await,
+            Program::Component(component) => run_component(engine, component, &spec, stop).await,
+        }
     };
+    // Instantiation counts as the container's CPU time (as a process's startup does); compilation at create
+    // does not. The store is gone by the time the run returns, so its memory is too.
+    let status = CpuTimed::new(instance, Arc::clone(&usage)).await;
+    usage.set_memory(0);
     stdout.finish();
     stderr.finish();
     tracing::debug!(code = status.code, reason = ?status.reason, message = %status.message, "instance ended");

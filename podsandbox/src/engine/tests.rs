@@ -26,6 +26,7 @@ fn spec(dir: &Path, args: &[&str]) -> (RunSpec, PathBuf) {
         stderr: LogSink::new(log, Stream::Stderr),
         memory_limit: None,
         cwd: None,
+        usage: Usage::new(),
     };
     (spec, log_path)
 }

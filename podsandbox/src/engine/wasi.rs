@@ -4,6 +4,8 @@
 //! spec. Clocks and randomness are the host's (wasmtime-wasi defaults). Networking is denied until the pod
 //! network policy exists: no TCP, no UDP, no name lookup.
 
+use std::sync::Arc;
+
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -79,7 +81,7 @@ pub fn builder(spec: &RunSpec) -> Result<WasiCtxBuilder, PreopenError> {
 pub fn module_state(spec: &RunSpec) -> Result<ModuleState, PreopenError> {
     Ok(ModuleState {
         wasi: builder(spec)?.build_p1(),
-        limiter: MemoryLimiter::new(spec.memory_limit),
+        limiter: MemoryLimiter::new(spec.memory_limit, Arc::clone(&spec.usage)),
     })
 }
 
@@ -87,6 +89,6 @@ pub fn component_state(spec: &RunSpec) -> Result<ComponentState, PreopenError> {
     Ok(ComponentState {
         ctx: builder(spec)?.build(),
         table: ResourceTable::new(),
-        limiter: MemoryLimiter::new(spec.memory_limit),
+        limiter: MemoryLimiter::new(spec.memory_limit, Arc::clone(&spec.usage)),
     })
 }

@@ -12,12 +12,12 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use proto::pod::{ContainerSpec, ContainerState, ContainerStatus};
+use proto::pod::{ContainerSpec, ContainerState, ContainerStatus, ContainerUsage, StatsReply};
 use tokio::sync::{broadcast, oneshot, watch};
 use tonic::Status;
 use tracing::{info, warn};
 
-use crate::engine::{self, Engine, ExitReason, Preopen, Program, RunSpec};
+use crate::engine::{self, Engine, ExitReason, Preopen, Program, RunSpec, Usage};
 use crate::error_chain;
 use crate::fsutil::atomic_write;
 use crate::logs::{LogFile, LogSink, Stream};
@@ -31,6 +31,8 @@ struct Entry {
     stop: Option<oneshot::Sender<()>>,
     /// Turns true once the instance has exited and `status` says so.
     exited: watch::Receiver<bool>,
+    /// CPU time and memory of the instance, updated by the task running it.
+    usage: Arc<Usage>,
 }
 
 /// All containers of this pod.
@@ -78,12 +80,12 @@ impl Containers {
             release_compiler_memory();
             program
         })
-            .await
-            .map_err(|e| Status::internal(format!("compiling task failed: {e}")))?
-            .map_err(|e| match e {
-                engine::EngineError::NotWasm { .. } => Status::failed_precondition(error_chain(&e)),
-                _ => Status::invalid_argument(error_chain(&e)),
-            })?;
+        .await
+        .map_err(|e| Status::internal(format!("compiling task failed: {e}")))?
+        .map_err(|e| match e {
+            engine::EngineError::NotWasm { .. } => Status::failed_precondition(error_chain(&e)),
+            _ => Status::invalid_argument(error_chain(&e)),
+        })?;
         let log_path = PathBuf::from(&spec.log_path);
         if let Some(dir) = log_path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| {
@@ -107,6 +109,7 @@ impl Containers {
             status,
             stop: None,
             exited,
+            usage: Usage::new(),
         });
         let status = entry.status.clone();
         drop(table);
@@ -126,7 +129,7 @@ impl Containers {
                 state_name(entry.status.state)
             )));
         }
-        let spec = run_spec(&entry.spec, &entry.log);
+        let spec = run_spec(&entry.spec, &entry.log, Arc::clone(&entry.usage));
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let (exited_tx, exited_rx) = watch::channel(false);
         entry.stop = Some(stop_tx);
@@ -246,6 +249,24 @@ impl Containers {
         self.table().values().map(|e| e.status.clone()).collect()
     }
 
+    /// Current usage of every container, read from the counters the running instances update.
+    pub fn stats(&self) -> StatsReply {
+        let containers = self
+            .table()
+            .values()
+            .map(|e| ContainerUsage {
+                id: e.status.id.clone(),
+                cpu_nanos: e.usage.cpu_nanos(),
+                memory_bytes: e.usage.memory_bytes(),
+                state: e.status.state,
+            })
+            .collect();
+        StatsReply {
+            timestamp: now_nanos(),
+            containers,
+        }
+    }
+
     /// Stops every running container (used at shutdown).
     pub async fn stop_all(&self) {
         let ids: Vec<String> = self.table().keys().cloned().collect();
@@ -274,7 +295,7 @@ pub fn exit_record_path(state_dir: &Path, id: &str) -> PathBuf {
     state_dir.join("containers").join(format!("{id}.exit"))
 }
 
-fn run_spec(spec: &ContainerSpec, log: &LogFile) -> RunSpec {
+fn run_spec(spec: &ContainerSpec, log: &LogFile, usage: Arc<Usage>) -> RunSpec {
     RunSpec {
         args: spec.args.clone(),
         env: spec
@@ -298,6 +319,7 @@ fn run_spec(spec: &ContainerSpec, log: &LogFile) -> RunSpec {
         stderr: LogSink::new(log.clone(), Stream::Stderr),
         memory_limit: (spec.memory_limit_bytes > 0).then_some(spec.memory_limit_bytes),
         cwd: (!spec.working_dir.is_empty()).then(|| spec.working_dir.clone()),
+        usage,
     }
 }
 

@@ -8,7 +8,7 @@ use futures::Stream;
 use proto::pod::pod_server::{Pod, PodServer};
 use proto::pod::{
     Bootstrap, BootstrapReply, ContainerRef, ContainerSpec, ContainerStatus, ContainerStatusList,
-    Empty, HelloReply, HelloRequest, PROTOCOL_VERSION, StopContainerRequest,
+    Empty, HelloReply, HelloRequest, PROTOCOL_VERSION, StatsReply, StopContainerRequest,
 };
 use tokio::net::UnixListener;
 use tokio::sync::Notify;
@@ -168,6 +168,10 @@ impl Pod for PodService {
             ev.map_err(|e| Status::data_loss(format!("event subscriber lagged: {e}")))
         });
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn stats(&self, _: Request<Empty>) -> Result<Response<StatsReply>, Status> {
+        Ok(Response::new(self.containers.stats()))
     }
 
     async fn shutdown(&self, _: Request<Empty>) -> Result<Response<Empty>, Status> {

@@ -163,7 +163,7 @@ pub async fn connect(socket: &Path) -> Result<Client, ClientError> {
         .connect_timeout(Duration::from_secs(5))
         .connect_with_connector(tower::service_fn(move |_: Uri| {
             let path = path.clone();
-            async move { UnixStream::connect(path).await.map(TokioIo::new) }
+            async move { connect_unix(&path).await.map(TokioIo::new) }
         }))
         .await
         .map_err(|source| ClientError::Connect {
@@ -171,6 +171,27 @@ pub async fn connect(socket: &Path) -> Result<Client, ClientError> {
             source,
         })?;
     Ok(PodClient::new(channel))
+}
+
+/// Longest path a unix socket address can hold (sun_path is 108 bytes with the terminating NUL).
+const SUN_PATH_MAX: usize = 107;
+
+/// Connects to a unix socket at any path length: a path too long for a socket address is reached through the
+/// `/proc/self/fd/<n>` link of its directory, opened for just this call.
+async fn connect_unix(path: &Path) -> std::io::Result<UnixStream> {
+    if path.as_os_str().len() <= SUN_PATH_MAX {
+        return UnixStream::connect(path).await;
+    }
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return UnixStream::connect(path).await;
+    };
+    let dir = std::fs::File::open(dir)?;
+    let short = Path::new("/proc/self/fd")
+        .join(std::os::fd::AsRawFd::as_raw_fd(&dir).to_string())
+        .join(name);
+    let stream = UnixStream::connect(&short).await;
+    drop(dir);
+    stream
 }
 
 /// Reconnects to a pod process after a daemon restart and checks that it is the same process (protocol
@@ -215,4 +236,34 @@ pub async fn reconnect(
         )));
     }
     Ok(client)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn connects_to_a_socket_whose_path_is_too_long_for_sun_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("x".repeat(60)).join("y".repeat(60));
+        std::fs::create_dir_all(&deep).unwrap();
+        let path = deep.join("pod.sock");
+        assert!(path.as_os_str().len() > SUN_PATH_MAX);
+        let listener = std::os::unix::net::UnixListener::bind(
+            Path::new("/proc/self/fd")
+                .join(
+                    std::os::fd::AsRawFd::as_raw_fd(&std::fs::File::open(&deep).unwrap())
+                        .to_string(),
+                )
+                .join("pod.sock"),
+        );
+        // Binding through /proc/self/fd may be refused on some kernels; the pod process binds relative to its
+        // working directory instead, which a test cannot do without moving the whole test process.
+        let Ok(listener) = listener else { return };
+        assert!(path.exists());
+        let accept = std::thread::spawn(move || listener.accept().map(|_| ()));
+        connect_unix(&path).await.unwrap();
+        accept.join().unwrap().unwrap();
+    }
 }

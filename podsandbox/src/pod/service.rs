@@ -83,16 +83,24 @@ pub async fn serve(boot: Bootstrap) -> Result<(), std::io::Error> {
     result.map_err(std::io::Error::other)
 }
 
+/// Binds the pod socket. A socket address holds at most 107 bytes of path, and `<state>/pods/<64 hex>/pod.sock`
+/// exceeds that under a long state directory; so the process moves into the socket's directory and binds the
+/// bare file name (nothing else in the pod process depends on its working directory).
 fn bind(path: &std::path::Path) -> std::io::Result<UnixListener> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    match std::fs::remove_file(path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the pod socket path needs a directory and a file name",
+        ));
+    };
+    std::fs::create_dir_all(dir)?;
+    std::env::set_current_dir(dir)?;
+    match std::fs::remove_file(name) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    UnixListener::bind(path)
+    UnixListener::bind(name)
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<ContainerStatus, Status>> + Send + 'static>>;

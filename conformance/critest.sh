@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 : "${WASM_CRI_TOOLS:=$HOME/.cache/wasm-cri-tools}"
 : "${WASM_CRI_BIN:=$CARGO_TARGET_DIR/debug/wasm-cri}"
 : "${CRITEST:=$WASM_CRI_TOOLS/bin/critest}"
+: "${CRICTL:=$WASM_CRI_TOOLS/bin/crictl}"
 : "${WASM_CRI_ARTIFACTS:=/tmp/wasm-cri-artifacts}"
 : "${CRITEST_TIMEOUT:=12m}"
 
@@ -17,9 +18,14 @@ work=$(mktemp -d /tmp/wasm-cri-critest.XXXXXX)
 mkdir -p "$WASM_CRI_ARTIFACTS"
 daemon_pid=
 cleanup() {
+  # Specs that fail halfway leave pods behind; remove them the way a user would, while the daemon is up.
+  "$CRICTL" --runtime-endpoint "unix://$work/cri.sock" --timeout 30s rmp -fa >/dev/null 2>&1 || true
   [[ -n $daemon_pid ]] && kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null
-  # Pod processes outlive the daemon by design: end the ones this run started.
-  pkill -f "$work" 2>/dev/null || true
+  # Pod processes outlive the daemon by design: end any this run started that are still there (each works in
+  # its state directory under $work).
+  for pid in $(pgrep -f "wasm-cri pod" || true); do
+    [[ $(readlink "/proc/$pid/cwd" 2>/dev/null) == "$work"/* ]] && kill -9 "$pid" 2>/dev/null
+  done
   for ns in "$work"/state/netns/*; do [[ -e $ns ]] && umount -l "$ns" 2>/dev/null; done
   cp "$work/daemon.log" "$WASM_CRI_ARTIFACTS/critest-daemon.log" 2>/dev/null || true
   rm -rf "$work"

@@ -30,13 +30,13 @@ impl ImageService for Edge {
     }
     async fn remove_image(&self, r: Request<RemoveImageRequest>) -> R<RemoveImageResponse> {
         self.call("RemoveImage", Mutating, |rt| async move {
-            rt.remove_image(r.into_inner())
+            rt.remove_image(r.into_inner()).await
         })
         .await
     }
     async fn image_fs_info(&self, r: Request<ImageFsInfoRequest>) -> R<ImageFsInfoResponse> {
         self.call("ImageFsInfo", Polled, |rt| async move {
-            rt.image_fs_info(r.into_inner())
+            rt.image_fs_info(r.into_inner()).await
         })
         .await
     }

@@ -8,13 +8,18 @@ use super::{Runtime, now_nanos};
 use crate::error::ServerError;
 
 impl Runtime {
-    pub fn image_fs_info(
+    pub async fn image_fs_info(
         &self,
         _req: ImageFsInfoRequest,
     ) -> Result<ImageFsInfoResponse, ServerError> {
-        let usage = self
-            .images
-            .fs_usage()
+        // The kubelet polls this; walking the store is file-system work that must not hold an async worker.
+        let images = std::sync::Arc::clone(&self.images);
+        let usage = tokio::task::spawn_blocking(move || images.fs_usage())
+            .await
+            .map_err(|source| ServerError::Task {
+                rpc: "ImageFsInfo",
+                source,
+            })?
             .map_err(|source| ServerError::Image {
                 op: "measuring the image store".into(),
                 source,

@@ -8,7 +8,7 @@ use super::Runtime;
 use crate::error::ServerError;
 
 impl Runtime {
-    pub fn remove_image(
+    pub async fn remove_image(
         &self,
         req: RemoveImageRequest,
     ) -> Result<RemoveImageResponse, ServerError> {
@@ -18,8 +18,14 @@ impl Runtime {
                 "RemoveImage needs image.image".into(),
             ));
         }
-        self.images
-            .remove(&lookup)
+        // Deleting an unpacked image is file-system work: keep it off the async workers.
+        let (images, key) = (std::sync::Arc::clone(&self.images), lookup.clone());
+        tokio::task::spawn_blocking(move || images.remove(&key))
+            .await
+            .map_err(|source| ServerError::Task {
+                rpc: "RemoveImage",
+                source,
+            })?
             .map_err(|source| ServerError::Image {
                 op: format!("removing image {lookup}"),
                 source,

@@ -20,27 +20,38 @@ impl Runtime {
             .filter(|s| f.pod_sandbox_id.is_empty() || s.meta.id.starts_with(&f.pod_sandbox_id))
             .map(|s| std::sync::Arc::clone(s.value()))
             .collect();
-        let mut stats = Vec::new();
-        for sandbox in sandboxes {
-            let containers: Vec<_> = self
-                .store
-                .containers_of(&sandbox.meta.id)
-                .into_iter()
-                .filter(|c| f.id.is_empty() || c.meta.id.starts_with(&f.id))
-                .filter(|c| labels_match(&f.label_selector, &c.meta.config.labels))
-                .collect();
+        let wanted: Vec<_> = sandboxes
+            .into_iter()
+            .map(|sandbox| {
+                let containers: Vec<_> = self
+                    .store
+                    .containers_of(&sandbox.meta.id)
+                    .into_iter()
+                    .filter(|c| f.id.is_empty() || c.meta.id.starts_with(&f.id))
+                    .filter(|c| labels_match(&f.label_selector, &c.meta.config.labels))
+                    .collect();
+                (sandbox, containers)
+            })
             // Only ask pods that have a container left after filtering.
-            if containers.is_empty() {
-                continue;
-            }
-            let Some(usage) = pod_usage(&sandbox).await else {
-                continue;
-            };
-            stats.extend(containers.iter().filter_map(|c| {
-                let u = usage.containers.get(&c.meta.id)?;
-                Some(container_stats(c, u, usage.timestamp))
-            }));
-        }
+            .filter(|(_, containers)| !containers.is_empty())
+            .collect();
+        // All pods at once: one slow pod process (up to its timeout) must not add to every other pod's wait.
+        let usages =
+            futures::future::join_all(wanted.iter().map(|(sandbox, _)| pod_usage(sandbox))).await;
+        let stats = wanted
+            .iter()
+            .zip(usages)
+            .filter_map(|((_, containers), usage)| Some((containers, usage?)))
+            .flat_map(|(containers, usage)| {
+                containers
+                    .iter()
+                    .filter_map(|c| {
+                        let u = usage.containers.get(&c.meta.id)?;
+                        Some(container_stats(c, u, usage.timestamp))
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
         ListContainerStatsResponse { stats }
     }
 }

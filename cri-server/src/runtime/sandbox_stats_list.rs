@@ -20,10 +20,9 @@ impl Runtime {
             .filter(|s| labels_match(&f.label_selector, &s.meta.config.labels))
             .map(|s| std::sync::Arc::clone(s.value()))
             .collect();
-        let mut stats = Vec::with_capacity(sandboxes.len());
-        for sandbox in sandboxes {
-            stats.push(self.sandbox_stats(&sandbox).await);
-        }
+        // All pods at once: one slow pod process (up to its timeout) must not add to every other pod's wait.
+        let stats =
+            futures::future::join_all(sandboxes.iter().map(|s| self.sandbox_stats(s))).await;
         ListPodSandboxStatsResponse { stats }
     }
 }

@@ -1,69 +1,164 @@
 #!/usr/bin/env bash
 # Runs the whole critest suite against a fresh wasm-cri daemon on a temp socket and prints
-# `critest: N passed, M failed, K skipped` (of the suite's specs). Not a gate yet: exits 0 when critest ran,
-# whatever it counted; non-zero only when the harness itself could not run. The JUnit report is kept in
-# $WASM_CRI_ARTIFACTS/critest-junit.xml.
+# `critest: N passed, M failed, K skipped` (of the suite's specs). The committed list
+# conformance/critest-expected-pass.txt is a ratchet: the run fails if one of those specs did not pass (new
+# passes are reported so the list can grow). Exits non-zero also when the harness itself could not run.
+#
+# critest pulls fixed image names (registry.k8s.io/e2e-test-images/busybox:1.29-2, gcr.io/k8s-staging-cri-tools/...,
+# registry.k8s.io/pause:3.9, ...). The harness serves Wasm stand-ins for them offline: it starts Debian's
+# docker-registry on a free loopback port, pushes the images with `wcri-fixture critest-images` (the toolbox
+# fixture as busybox, its httpd as nginx/httpd, the user and tag test images), and gives the daemon a config
+# whose registry mirrors map registry.k8s.io, k8s.gcr.io, gcr.io and public.ecr.aws to that registry.
+#
+# Outputs in $OUT (default target/critest, or $WASM_CRI_ARTIFACTS when set): critest-junit.xml, critest.log,
+# critest-results.txt (one `passed|failed|skipped <spec name>` line per spec, sorted by name, to compare with a
+# committed ratchet), critest-images.txt (pushed names and digests), critest-daemon.log, critest-registry.log.
+# Needs: wasm-cri and wcri-fixture built (cargo build -p cri-server -p conformance), critest, crictl,
+# docker-registry, clang + wasi-libc, python3, curl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 : "${CARGO_TARGET_DIR:=$HOME/.cache/wasm-cri-target}"
 : "${WASM_CRI_TOOLS:=$HOME/.cache/wasm-cri-tools}"
 : "${WASM_CRI_BIN:=$CARGO_TARGET_DIR/debug/wasm-cri}"
+: "${WCRI_FIXTURE:=$CARGO_TARGET_DIR/debug/wcri-fixture}"
+: "${WCRI_REGISTRY_BIN:=/usr/bin/docker-registry}"
 : "${CRITEST:=$WASM_CRI_TOOLS/bin/critest}"
 : "${CRICTL:=$WASM_CRI_TOOLS/bin/crictl}"
-: "${WASM_CRI_ARTIFACTS:=/tmp/wasm-cri-artifacts}"
-: "${CRITEST_TIMEOUT:=12m}"
+: "${CRITEST_TIMEOUT:=50m}" # every container compiles its Wasm in a debug build: a full run takes a while
+: "${CRITEST_HARD_TIMEOUT:=60m}"
+OUT=${OUT:-${WASM_CRI_ARTIFACTS:-target/critest}}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+
+for bin in "$WASM_CRI_BIN" "$WCRI_FIXTURE" "$WCRI_REGISTRY_BIN" "$CRITEST" "$CRICTL"; do
+  [[ -x $bin ]] || { echo "critest: $bin not found (build with: cargo build -p cri-server -p conformance)"; exit 1; }
+done
 
 work=$(mktemp -d /tmp/wasm-cri-critest.XXXXXX)
-mkdir -p "$WASM_CRI_ARTIFACTS"
 daemon_pid=
+registry_pid=
 cleanup() {
+  set +e # best effort: one failed step must not skip the rest
   # Specs that fail halfway leave pods behind; remove them the way a user would, while the daemon is up.
-  "$CRICTL" --runtime-endpoint "unix://$work/cri.sock" --timeout 30s rmp -fa >/dev/null 2>&1 || true
-  [[ -n $daemon_pid ]] && kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null
+  if [[ -n $daemon_pid ]]; then
+    "$CRICTL" --runtime-endpoint "unix://$work/cri.sock" --timeout 30s rmp -fa >/dev/null 2>&1 || true
+    kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null
+  fi
   # Pod processes outlive the daemon by design: end any this run started that are still there (each works in
   # its state directory under $work).
   for pid in $(pgrep -f "wasm-cri pod" || true); do
     [[ $(readlink "/proc/$pid/cwd" 2>/dev/null) == "$work"/* ]] && kill -9 "$pid" 2>/dev/null
   done
   for ns in "$work"/state/netns/*; do [[ -e $ns ]] && umount -l "$ns" 2>/dev/null; done
-  cp "$work/daemon.log" "$WASM_CRI_ARTIFACTS/critest-daemon.log" 2>/dev/null || true
+  if [[ -n $registry_pid ]]; then
+    kill "$registry_pid" 2>/dev/null && wait "$registry_pid" 2>/dev/null
+  fi
+  cp "$work/daemon.log" "$OUT/critest-daemon.log" 2>/dev/null || true
+  cp "$work/registry.log" "$OUT/critest-registry.log" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
 
-"$WASM_CRI_BIN" --socket "$work/cri.sock" --root "$work/root" --state "$work/state" \
+# --- a throwaway registry holding the critest images ---
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+registry=127.0.0.1:$port
+mkdir -p "$work/registry"
+cat >"$work/registry.yml" <<EOF
+version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $work/registry
+  delete:
+    enabled: true
+http:
+  addr: $registry
+EOF
+"$WCRI_REGISTRY_BIN" serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
+registry_pid=$!
+for _ in $(seq 100); do curl -fsS "http://$registry/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
+curl -fsS "http://$registry/v2/" >/dev/null 2>&1 || { echo "critest: registry did not start"; cat "$work/registry.log"; exit 1; }
+
+"$WCRI_FIXTURE" critest-images --registry "$registry" --out "$work/fixtures" >"$OUT/critest-images.txt" \
+  || { echo "critest: pushing the critest images failed"; exit 1; }
+echo "critest: pushed $(wc -l <"$OUT/critest-images.txt") images to $registry"
+
+# --- the daemon, pulling critest's image names from that registry ---
+{
+  for host in registry.k8s.io k8s.gcr.io gcr.io public.ecr.aws; do
+    printf '[registries."%s"]\nmirrors = ["http://%s"]\nfallback_to_origin = false\n\n' "$host" "$registry"
+  done
+} >"$work/wasm-cri.toml"
+cat >"$work/test-images.yaml" <<'EOF'
+defaultTestContainerImage: registry.k8s.io/e2e-test-images/busybox:1.29-2
+webServerTestImage: registry.k8s.io/e2e-test-images/nginx:1.14-2
+EOF
+
+"$WASM_CRI_BIN" --config "$work/wasm-cri.toml" --socket "$work/cri.sock" --root "$work/root" --state "$work/state" \
   >"$work/daemon.log" 2>&1 &
 daemon_pid=$!
 for _ in $(seq 100); do [[ -S $work/cri.sock ]] && break; sleep 0.1; done
 [[ -S $work/cri.sock ]] || { echo "critest: wasm-cri did not start"; cat "$work/daemon.log"; exit 1; }
 
 set +e
-timeout 20m "$CRITEST" --runtime-endpoint "unix://$work/cri.sock" --image-endpoint "unix://$work/cri.sock" \
-  -ginkgo.junit-report="$WASM_CRI_ARTIFACTS/critest-junit.xml" -ginkgo.timeout="$CRITEST_TIMEOUT" -ginkgo.no-color \
-  >"$WASM_CRI_ARTIFACTS/critest.log" 2>&1
+timeout "$CRITEST_HARD_TIMEOUT" "$CRITEST" --runtime-endpoint "unix://$work/cri.sock" --image-endpoint "unix://$work/cri.sock" \
+  -test-images-file="$work/test-images.yaml" \
+  -ginkgo.junit-report="$OUT/critest-junit.xml" -ginkgo.timeout="$CRITEST_TIMEOUT" -ginkgo.no-color \
+  >"$OUT/critest.log" 2>&1
 rc=$?
 set -e
-tail -n 5 "$WASM_CRI_ARTIFACTS/critest.log"
-report=$WASM_CRI_ARTIFACTS/critest-junit.xml
+tail -n 5 "$OUT/critest.log"
+report=$OUT/critest-junit.xml
 if [[ ! -s $report ]]; then
-  echo "critest: no JUnit report (exit $rc); see $WASM_CRI_ARTIFACTS/critest.log"
+  echo "critest: no JUnit report (exit $rc); see $OUT/critest.log"
   exit 0
 fi
-# Count testcases in the JUnit report: a <skipped> or <failure>/<error> child marks the outcome.
-python3 - "$report" <<'PY'
+# Count testcases in the JUnit report: a <skipped> or <failure>/<error> child marks the outcome. Also write
+# the per-spec outcomes, sorted by name.
+python3 - "$report" "$OUT/critest-results.txt" <<'PY'
 import sys, xml.etree.ElementTree as ET
 root = ET.parse(sys.argv[1]).getroot()
-passed = failed = skipped = 0
+outcomes = []
 for tc in root.iter("testcase"):
     name = tc.get("name", "")
     if name.startswith("[BeforeSuite]") or name.startswith("[AfterSuite]") or name.startswith("[SynchronizedBeforeSuite]"):
         continue
     if tc.find("skipped") is not None:
-        skipped += 1
+        outcome = "skipped"
     elif tc.find("failure") is not None or tc.find("error") is not None:
-        failed += 1
+        outcome = "failed"
     else:
-        passed += 1
-print(f"critest: {passed} passed, {failed} failed, {skipped} skipped (of {passed + failed + skipped} specs)")
+        outcome = "passed"
+    outcomes.append((" ".join(name.split()), outcome))
+outcomes.sort()
+with open(sys.argv[2], "w") as f:
+    for name, outcome in outcomes:
+        f.write(f"{outcome:<7} {name}\n")
+count = {k: sum(1 for _, o in outcomes if o == k) for k in ("passed", "failed", "skipped")}
+print(f"critest: {count['passed']} passed, {count['failed']} failed, {count['skipped']} skipped (of {len(outcomes)} specs)")
 PY
+
+# The ratchet: every spec in the committed list must have passed.
+expected=conformance/critest-expected-pass.txt
+python3 - "$OUT/critest-results.txt" "$expected" <<'PY'
+import sys
+results = {}
+for line in open(sys.argv[1]):
+    outcome, _, name = line.rstrip("\n").partition(" ")
+    results[name.strip()] = outcome
+expected = [l.strip() for l in open(sys.argv[2]) if l.strip() and not l.startswith("#")]
+regressed = [n for n in expected if results.get(n) != "passed"]
+new = sorted(n for n, o in results.items() if o == "passed" and n not in set(expected))
+for n in new:
+    print(f"critest: newly passing (add to {sys.argv[2]}): {n}")
+for n in regressed:
+    print(f"critest: REGRESSION, expected to pass but {results.get(n, 'did not run')}: {n}")
+if regressed:
+    sys.exit(1)
+print(f"critest: all {len(expected)} specs of the ratchet passed")
+PY
+

@@ -5,6 +5,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // Exec output and stdin are relayed chunk by chunk: `Bytes` moves them without copying.
+        .bytes(".wasmcri.pod.v1.ExecInput")
+        .bytes(".wasmcri.pod.v1.ExecOutput")
         .compile_protos(&["pod/v1/pod.proto"], &["pod"])?;
     Ok(())
 }

@@ -1,5 +1,6 @@
-//! Wasm fixtures: compiles the C sources in `conformance/fixtures/` with Debian's clang + wasi-libc, the
-//! WAT sources with the `wat` crate, and componentizes the p1 hello module into a WASI p2 component.
+//! Wasm fixtures: compiles the C sources in `conformance/fixtures/` with Debian's clang + wasi-libc (one
+//! file per fixture, or a directory of files such as the busybox-style `toolbox/`), the WAT sources with the
+//! `wat` crate, and componentizes the p1 hello module into a WASI p2 component.
 //!
 //! The sources are embedded with `include_str!` so the `wcri-fixture` binary works from any directory.
 
@@ -23,6 +24,8 @@ pub const COMPONENT_PREAMBLE: [u8; 8] = [0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x0
 pub enum Source {
     /// C compiled with clang for wasm32-wasi.
     C(&'static str),
+    /// Several C files and headers `(file name, contents)` compiled together into one module.
+    CFiles(&'static [(&'static str, &'static str)]),
     /// WebAssembly text.
     Wat(&'static str),
     /// The named p1 fixture, componentized with the wasi_snapshot_preview1 command adapter.
@@ -37,6 +40,29 @@ pub struct Fixture {
     /// Whether the output is a component (WASI p2) rather than a core module (WASI p1).
     pub component: bool,
 }
+
+/// The sources of the busybox-style multi-call toolbox (`conformance/fixtures/toolbox/`): the applet is
+/// chosen by `basename(argv[0])`, or `toolbox APPLET ARGS...`.
+pub const TOOLBOX_SOURCES: &[(&str, &str)] = &[
+    ("toolbox.h", include_str!("../fixtures/toolbox/toolbox.h")),
+    ("main.c", include_str!("../fixtures/toolbox/main.c")),
+    ("util.c", include_str!("../fixtures/toolbox/util.c")),
+    ("sh.c", include_str!("../fixtures/toolbox/sh.c")),
+    (
+        "fileutils.c",
+        include_str!("../fixtures/toolbox/fileutils.c"),
+    ),
+    (
+        "textutils.c",
+        include_str!("../fixtures/toolbox/textutils.c"),
+    ),
+    ("sysutils.c", include_str!("../fixtures/toolbox/sysutils.c")),
+    ("httpd.c", include_str!("../fixtures/toolbox/httpd.c")),
+];
+
+/// Stack of the C fixtures (wasm-ld's default is 64 KiB; the toolbox's shell recurses while parsing and
+/// its applets keep buffers on the stack).
+const STACK_SIZE: &str = "-Wl,-z,stack-size=1048576";
 
 /// Every fixture, in build order (components after the modules they wrap).
 pub const FIXTURES: &[Fixture] = &[
@@ -73,6 +99,11 @@ pub const FIXTURES: &[Fixture] = &[
     Fixture {
         name: "loop",
         source: Source::Wat(include_str!("../fixtures/loop.wat")),
+        component: false,
+    },
+    Fixture {
+        name: "toolbox",
+        source: Source::CFiles(TOOLBOX_SOURCES),
         component: false,
     },
     Fixture {
@@ -124,6 +155,20 @@ fn build_one(fixture: &Fixture, work: &Path, out: &Path, dest: &Path) -> Result<
                 .with_context(|| format!("write {}", src_path.display()))?;
             compile_c(&src_path, dest)
         }
+        Source::CFiles(files) => {
+            let dir = work.join(fixture.name);
+            std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+            let mut sources = Vec::new();
+            for (name, contents) in files {
+                let path = dir.join(name);
+                std::fs::write(&path, contents)
+                    .with_context(|| format!("write {}", path.display()))?;
+                if name.ends_with(".c") {
+                    sources.push(path);
+                }
+            }
+            compile_c_files(&sources, dest, &[STACK_SIZE])
+        }
         Source::Wat(src) => {
             let bytes = wat::parse_str(src).context("parse wat")?;
             std::fs::write(dest, bytes).with_context(|| format!("write {}", dest.display()))
@@ -140,21 +185,22 @@ fn build_one(fixture: &Fixture, work: &Path, out: &Path, dest: &Path) -> Result<
 
 /// Compiles one C file into a wasm32-wasi command module.
 pub fn compile_c(src: &Path, dest: &Path) -> Result<()> {
+    compile_c_files(&[src.to_path_buf()], dest, &[])
+}
+
+/// Compiles C files (headers next to them) into one wasm32-wasi command module, with `extra` clang
+/// arguments.
+pub fn compile_c_files(srcs: &[PathBuf], dest: &Path, extra: &[&str]) -> Result<()> {
     let clang = clang();
     let sysroot = sysroot();
     let output = Command::new(&clang)
         .arg("--target=wasm32-wasi")
         .arg(format!("--sysroot={}", sysroot.display()))
-        .args([
-            "-O2",
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-Wl,--strip-debug",
-            "-o",
-        ])
+        .args(["-O2", "-Wall", "-Wextra", "-Werror", "-Wl,--strip-debug"])
+        .args(extra)
+        .arg("-o")
         .arg(dest)
-        .arg(src)
+        .args(srcs)
         .output()
         .with_context(|| {
             format!("run {clang} (install clang, lld, wasi-libc, libclang-rt-14-dev-wasm32)")
@@ -206,6 +252,13 @@ fn cache_key() -> String {
         h.update(fixture.name.as_bytes());
         match fixture.source {
             Source::C(src) => h.update(src.as_bytes()),
+            Source::CFiles(files) => {
+                for (name, contents) in files {
+                    h.update(name.as_bytes());
+                    h.update(contents.as_bytes());
+                }
+                h.update(STACK_SIZE.as_bytes());
+            }
             Source::Wat(src) => h.update(src.as_bytes()),
             Source::ComponentOf(module) => h.update(module.as_bytes()),
         }

@@ -1,10 +1,11 @@
-//! Test images: builds a one-layer OCI image (tar+gzip layer, OCI config, OCI manifest) from local files
-//! and pushes it over plain HTTP with `oci-client`; pulls images back for checks.
+//! Test images: builds a one-layer OCI image (tar+gzip layer, OCI config, OCI manifest) from local files,
+//! inline files, directories and symlinks, and pushes it over plain HTTP with `oci-client`; pulls images
+//! back for checks.
 //!
 //! Layers are deterministic (sorted entries, mtime 0, uid/gid 0, gzip mtime 0), so pushing the same
 //! files twice yields the same digests.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -48,6 +49,57 @@ impl LayerFile {
     }
 }
 
+/// A layer entry that is not a copy of a local file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LayerEntry {
+    /// A directory. Parents of every entry are added with mode 0755 anyway; this is for empty directories
+    /// and other modes (e.g. `/tmp` with 0o1777).
+    Dir { image_path: String, mode: u32 },
+    /// A regular file with these contents.
+    Data {
+        image_path: String,
+        data: Vec<u8>,
+        mode: u32,
+    },
+    /// A symbolic link. Prefer relative targets: a WASI guest cannot follow an absolute link whose target
+    /// lies outside its pre-opened directory.
+    Symlink { image_path: String, target: String },
+}
+
+impl LayerEntry {
+    pub fn dir(image_path: impl Into<String>, mode: u32) -> Self {
+        Self::Dir {
+            image_path: image_path.into(),
+            mode,
+        }
+    }
+
+    /// A regular file with mode 0644.
+    pub fn data(image_path: impl Into<String>, data: impl Into<Vec<u8>>) -> Self {
+        Self::Data {
+            image_path: image_path.into(),
+            data: data.into(),
+            mode: 0o644,
+        }
+    }
+
+    pub fn symlink(image_path: impl Into<String>, target: impl Into<String>) -> Self {
+        Self::Symlink {
+            image_path: image_path.into(),
+            target: target.into(),
+        }
+    }
+
+    /// Absolute path inside the image.
+    pub fn image_path(&self) -> &str {
+        match self {
+            Self::Dir { image_path, .. }
+            | Self::Data { image_path, .. }
+            | Self::Symlink { image_path, .. } => image_path,
+        }
+    }
+}
+
 /// What to put into a test image.
 #[derive(Debug, Clone, Default)]
 pub struct ImageSpec {
@@ -61,6 +113,14 @@ pub struct ImageSpec {
     pub os: Option<String>,
     /// `architecture` of the config; `None` means `wasm`.
     pub architecture: Option<String>,
+    /// Directories, inline files and symlinks added to the layer next to `files`.
+    pub entries: Vec<LayerEntry>,
+    /// Config `User`, e.g. `1002`, `www-data:1004`.
+    pub user: Option<String>,
+    /// Config `ExposedPorts` keys, e.g. `80/tcp`.
+    pub exposed_ports: Vec<String>,
+    /// Config `Labels`.
+    pub labels: BTreeMap<String, String>,
 }
 
 impl ImageSpec {
@@ -76,6 +136,18 @@ impl ImageSpec {
     fn resolved_os(&self) -> Result<String> {
         if let Some(os) = &self.os {
             return Ok(os.clone());
+        }
+        let inline = self.entrypoint.first().and_then(|e| {
+            self.entries.iter().find_map(|entry| match entry {
+                LayerEntry::Data {
+                    image_path, data, ..
+                } if image_path == e => Some(data),
+                _ => None,
+            })
+        });
+        if let Some(data) = inline {
+            let component = fixtures::is_component(data);
+            return Ok(if component { "wasip2" } else { "wasip1" }.to_string());
         }
         let entry = self
             .entrypoint
@@ -110,57 +182,114 @@ pub struct BuiltImage {
 
 /// Builds the layer tar from the files: parent dirs first (mode 0755), files with mode 0755.
 pub fn build_layer_tar(files: &[LayerFile]) -> Result<Vec<u8>> {
-    let mut dirs = BTreeSet::new();
+    build_layer_tar_with(files, &[])
+}
+
+/// The path of an entry relative to the layer root; refuses the root itself.
+fn layer_rel(image_path: &str) -> Result<&str> {
+    let rel = image_path.trim_start_matches('/');
+    if rel.is_empty() {
+        bail!("image path {image_path:?} names the root");
+    }
+    Ok(rel)
+}
+
+fn tar_header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(kind);
+    header.set_mode(mode);
+    header.set_size(size);
+    header.set_mtime(0);
+    header.set_uid(0);
+    header.set_gid(0);
+    header
+}
+
+/// Builds the layer tar from local files and extra entries: directories first (parents of every entry
+/// with mode 0755 unless given), then files, inline files and symlinks sorted by path. With no extra
+/// entries the tar is byte for byte what [`build_layer_tar`] always produced.
+pub fn build_layer_tar_with(files: &[LayerFile], entries: &[LayerEntry]) -> Result<Vec<u8>> {
+    let mut dirs: BTreeMap<PathBuf, u32> = BTreeMap::new();
     let mut seen = BTreeSet::new();
-    for file in files {
-        let rel = file.image_path.trim_start_matches('/');
-        if rel.is_empty() {
-            bail!("image path {:?} names the root", file.image_path);
-        }
-        if !seen.insert(rel.to_string()) {
-            bail!("image path {:?} given twice", file.image_path);
-        }
+    let add_parents = |rel: &str, dirs: &mut BTreeMap<PathBuf, u32>| {
         let mut parent = Path::new(rel).parent();
         while let Some(p) = parent {
             if !p.as_os_str().is_empty() {
-                dirs.insert(p.to_path_buf());
+                dirs.entry(p.to_path_buf()).or_insert(0o755);
             }
             parent = p.parent();
         }
+    };
+    for file in files {
+        let rel = layer_rel(&file.image_path)?;
+        if !seen.insert(rel.to_string()) {
+            bail!("image path {:?} given twice", file.image_path);
+        }
+        add_parents(rel, &mut dirs);
+    }
+    for entry in entries {
+        let rel = layer_rel(entry.image_path())?;
+        add_parents(rel, &mut dirs);
+        if let LayerEntry::Dir { mode, .. } = entry {
+            dirs.insert(PathBuf::from(rel), *mode);
+        } else if !seen.insert(rel.to_string()) {
+            bail!("image path {:?} given twice", entry.image_path());
+        }
+    }
+    if let Some(clash) = seen
+        .iter()
+        .find(|p| dirs.contains_key(Path::new(p.as_str())))
+    {
+        bail!("image path /{clash} is both a directory and a file");
     }
     let mut builder = tar::Builder::new(Vec::new());
-    // BTreeSet order puts every parent before its children.
-    for dir in &dirs {
-        let mut header = tar::Header::new_gnu();
-        header.set_entry_type(tar::EntryType::Directory);
-        header.set_mode(0o755);
-        header.set_size(0);
-        header.set_mtime(0);
-        header.set_uid(0);
-        header.set_gid(0);
+    // BTreeMap order (by path components) puts every parent before its children.
+    for (dir, mode) in &dirs {
+        let mut header = tar_header(tar::EntryType::Directory, *mode, 0);
         builder
             .append_data(&mut header, format!("{}/", dir.display()), std::io::empty())
             .with_context(|| format!("append dir {}", dir.display()))?;
     }
-    let mut sorted: Vec<&LayerFile> = files.iter().collect();
-    sorted.sort_by(|a, b| a.image_path.cmp(&b.image_path));
-    for file in sorted {
-        let data =
-            std::fs::read(&file.local).with_context(|| format!("read {}", file.local.display()))?;
-        let mut header = tar::Header::new_gnu();
-        header.set_entry_type(tar::EntryType::Regular);
-        header.set_mode(0o755);
-        header.set_size(data.len() as u64);
-        header.set_mtime(0);
-        header.set_uid(0);
-        header.set_gid(0);
-        builder
-            .append_data(
-                &mut header,
-                file.image_path.trim_start_matches('/'),
-                data.as_slice(),
-            )
-            .with_context(|| format!("append {}", file.image_path))?;
+    enum Item<'a> {
+        File(&'a LayerFile),
+        Entry(&'a LayerEntry),
+    }
+    let mut items: Vec<(&str, Item<'_>)> = files
+        .iter()
+        .map(|f| (f.image_path.as_str(), Item::File(f)))
+        .chain(
+            entries
+                .iter()
+                .filter(|e| !matches!(e, LayerEntry::Dir { .. }))
+                .map(|e| (e.image_path(), Item::Entry(e))),
+        )
+        .collect();
+    items.sort_by(|a, b| a.0.cmp(b.0));
+    for (image_path, item) in items {
+        let rel = image_path.trim_start_matches('/');
+        match item {
+            Item::File(file) => {
+                let data = std::fs::read(&file.local)
+                    .with_context(|| format!("read {}", file.local.display()))?;
+                let mut header = tar_header(tar::EntryType::Regular, 0o755, data.len() as u64);
+                builder
+                    .append_data(&mut header, rel, data.as_slice())
+                    .with_context(|| format!("append {image_path}"))?;
+            }
+            Item::Entry(LayerEntry::Data { data, mode, .. }) => {
+                let mut header = tar_header(tar::EntryType::Regular, *mode, data.len() as u64);
+                builder
+                    .append_data(&mut header, rel, data.as_slice())
+                    .with_context(|| format!("append {image_path}"))?;
+            }
+            Item::Entry(LayerEntry::Symlink { target, .. }) => {
+                let mut header = tar_header(tar::EntryType::Symlink, 0o777, 0);
+                builder
+                    .append_link(&mut header, rel, target)
+                    .with_context(|| format!("append symlink {image_path} -> {target}"))?;
+            }
+            Item::Entry(LayerEntry::Dir { .. }) => {}
+        }
     }
     builder.into_inner().context("finish layer tar")
 }
@@ -172,7 +301,7 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
 
 /// Builds layer and config for `spec`.
 pub fn build_image(spec: &ImageSpec) -> Result<BuiltImage> {
-    let tar = build_layer_tar(&spec.files)?;
+    let tar = build_layer_tar_with(&spec.files, &spec.entries)?;
     let diff_id = sha256_digest(&tar);
     let mut gz = flate2::GzBuilder::new()
         .mtime(0)
@@ -192,6 +321,20 @@ pub fn build_image(spec: &ImageSpec) -> Result<BuiltImage> {
     }
     if let Some(workdir) = &spec.workdir {
         config.insert("WorkingDir".into(), serde_json::json!(workdir));
+    }
+    if let Some(user) = &spec.user {
+        config.insert("User".into(), serde_json::json!(user));
+    }
+    if !spec.exposed_ports.is_empty() {
+        let ports: serde_json::Map<String, serde_json::Value> = spec
+            .exposed_ports
+            .iter()
+            .map(|p| (p.clone(), serde_json::json!({})))
+            .collect();
+        config.insert("ExposedPorts".into(), serde_json::Value::Object(ports));
+    }
+    if !spec.labels.is_empty() {
+        config.insert("Labels".into(), serde_json::json!(spec.labels));
     }
     let image_config = serde_json::json!({
         "architecture": spec.architecture.clone().unwrap_or_else(|| "wasm".to_string()),
@@ -368,5 +511,107 @@ where
     match handle.join() {
         Ok(result) => result,
         Err(_) => bail!("harness thread panicked"),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    /// `(path, type, mode, link target, contents)` of every entry, in tar order.
+    fn entries(tar: &[u8]) -> Vec<(String, tar::EntryType, u32, String, Vec<u8>)> {
+        let mut archive = tar::Archive::new(tar);
+        archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let mut e = e.unwrap();
+                let path = e.path().unwrap().to_string_lossy().into_owned();
+                let kind = e.header().entry_type();
+                let mode = e.header().mode().unwrap();
+                let link = e
+                    .link_name()
+                    .unwrap()
+                    .map(|l| l.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let mut data = Vec::new();
+                e.read_to_end(&mut data).unwrap();
+                (path, kind, mode, link, data)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn layer_holds_dirs_inline_files_and_symlinks_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = dir.path().join("tool");
+        std::fs::write(&local, b"tool").unwrap();
+        let files = [LayerFile::new(&local, "/bin/busybox")];
+        let extra = [
+            LayerEntry::symlink("/bin/sh", "busybox"),
+            LayerEntry::data("/etc/passwd", "root:x:0:0::/root:/bin/sh\n"),
+            LayerEntry::dir("/tmp", 0o1777),
+            LayerEntry::dir("/bin", 0o700),
+        ];
+        let tar = build_layer_tar_with(&files, &extra).unwrap();
+        let got = entries(&tar);
+        let summary: Vec<(&str, tar::EntryType, u32)> = got
+            .iter()
+            .map(|(p, k, m, _, _)| (p.as_str(), *k, *m))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("bin/", tar::EntryType::Directory, 0o700),
+                ("etc/", tar::EntryType::Directory, 0o755),
+                ("tmp/", tar::EntryType::Directory, 0o1777),
+                ("bin/busybox", tar::EntryType::Regular, 0o755),
+                ("bin/sh", tar::EntryType::Symlink, 0o777),
+                ("etc/passwd", tar::EntryType::Regular, 0o644),
+            ]
+        );
+        assert_eq!(got[3].4, b"tool");
+        assert_eq!(got[4].3, "busybox");
+        assert_eq!(got[5].4, b"root:x:0:0::/root:/bin/sh\n");
+        // Deterministic, and files alone give what build_layer_tar always gave.
+        assert_eq!(tar, build_layer_tar_with(&files, &extra).unwrap());
+        assert_eq!(
+            build_layer_tar(&files).unwrap(),
+            build_layer_tar_with(&files, &[]).unwrap()
+        );
+    }
+
+    #[test]
+    fn layer_refuses_duplicates_and_file_dir_clashes() {
+        let twice = [LayerEntry::data("/a", "1"), LayerEntry::symlink("/a", "b")];
+        assert!(build_layer_tar_with(&[], &twice).is_err());
+        let clash = [LayerEntry::data("/a", "1"), LayerEntry::data("/a/b", "2")];
+        assert!(build_layer_tar_with(&[], &clash).is_err());
+        assert!(build_layer_tar_with(&[], &[LayerEntry::dir("/", 0o755)]).is_err());
+    }
+
+    #[test]
+    fn config_carries_user_ports_and_labels() {
+        let spec = ImageSpec {
+            entries: vec![LayerEntry::data(
+                "/app.wasm",
+                fixtures::MODULE_PREAMBLE.to_vec(),
+            )],
+            entrypoint: vec!["/app.wasm".into()],
+            user: Some("www-data:1004".into()),
+            exposed_ports: vec!["80/tcp".into()],
+            labels: BTreeMap::from([("k".to_string(), "v".to_string())]),
+            ..ImageSpec::default()
+        };
+        let built = build_image(&spec).unwrap();
+        let config: serde_json::Value = serde_json::from_slice(&built.config).unwrap();
+        assert_eq!(config["config"]["User"], "www-data:1004");
+        assert_eq!(
+            config["config"]["ExposedPorts"],
+            serde_json::json!({"80/tcp": {}})
+        );
+        assert_eq!(config["config"]["Labels"]["k"], "v");
+        assert_eq!(config["os"], "wasip1");
     }
 }

@@ -1,8 +1,10 @@
 //! Conformance harness for wasm-cri: Wasm fixtures (C/WAT → Wasm, a p2 component), test images pushed to
 //! a throwaway `docker-registry`, the real `wasm-cri` daemon on a temp root, `crictl` helpers and the pod
-//! and container config builders the end-to-end tests use.
+//! and container config builders the end-to-end tests use, and the Wasm stand-ins for critest's images.
 
+pub mod artifact;
 pub mod crictl;
+pub mod critest_images;
 pub mod daemon;
 pub mod fixtures;
 pub mod image;
@@ -12,7 +14,9 @@ pub mod spec;
 pub use crictl::{crictl, crictl_json, crictl_ok, wait_until};
 pub use daemon::{Daemon, DaemonOpts};
 pub use fixtures::fixtures_dir;
-pub use image::{ImageSpec, LayerFile, block_on, build_and_push_all, pull_image, push_image};
+pub use image::{
+    ImageSpec, LayerEntry, LayerFile, block_on, build_and_push_all, pull_image, push_image,
+};
 pub use registry::Registry;
 pub use spec::{ContainerConfig, DnsConfig, PodConfig};
 

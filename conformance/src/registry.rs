@@ -1,5 +1,5 @@
 //! A throwaway OCI registry: Debian's `docker-registry` serving plain HTTP on a free loopback port with
-//! filesystem storage in a temp dir; killed on drop.
+//! filesystem storage in a temp dir, anonymous or behind HTTP basic auth (htpasswd); killed on drop.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -21,16 +21,30 @@ pub struct Registry {
     child: Child,
     addr: String,
     dir: tempfile::TempDir,
+    /// Answers 401 without credentials.
+    basic_auth: bool,
 }
 
 impl Registry {
     /// Starts a registry and waits until `GET /v2/` answers.
     pub fn start() -> Result<Registry> {
+        Self::start_with(None)
+    }
+
+    /// Starts a registry that wants HTTP basic credentials `user`/`password` for everything
+    /// (docker-registry's htpasswd auth; the bcrypt line is made here, no `htpasswd` tool needed).
+    pub fn start_with_basic_auth(user: &str, password: &str) -> Result<Registry> {
+        // Cost 4 is bcrypt's minimum: this secret guards a test registry for seconds.
+        let hash = bcrypt::hash(password, 4).context("bcrypt the registry password")?;
+        Self::start_with(Some(format!("{user}:{hash}\n")))
+    }
+
+    fn start_with(htpasswd: Option<String>) -> Result<Registry> {
         // The port is free when we look; another process could take it before the registry binds, so
         // retry a few times with fresh ports.
         let mut last = None;
         for _ in 0..5 {
-            match Self::start_once() {
+            match Self::start_once(htpasswd.as_deref()) {
                 Ok(r) => return Ok(r),
                 Err(e) => last = Some(e),
             }
@@ -41,7 +55,7 @@ impl Registry {
         }
     }
 
-    fn start_once() -> Result<Registry> {
+    fn start_once(htpasswd: Option<&str>) -> Result<Registry> {
         let dir = tempfile::Builder::new()
             .prefix("wcri-registry")
             .tempdir()
@@ -51,13 +65,21 @@ impl Registry {
         let storage = dir.path().join("storage");
         std::fs::create_dir_all(&storage)
             .with_context(|| format!("create {}", storage.display()))?;
-        let config = format!(
+        let mut config = format!(
             "version: 0.1\n\
              log:\n  level: error\n  accesslog:\n    disabled: true\n\
              storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
              http:\n  addr: {addr}\n",
             storage.display()
         );
+        if let Some(lines) = htpasswd {
+            let path = dir.path().join("htpasswd");
+            std::fs::write(&path, lines).with_context(|| format!("write {}", path.display()))?;
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: wcri\n    path: {}\n",
+                path.display()
+            ));
+        }
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config)
             .with_context(|| format!("write {}", config_path.display()))?;
@@ -76,7 +98,12 @@ impl Registry {
             .with_context(|| {
                 format!("spawn {} (apt-get install docker-registry)", bin.display())
             })?;
-        let mut registry = Registry { child, addr, dir };
+        let mut registry = Registry {
+            child,
+            addr,
+            dir,
+            basic_auth: htpasswd.is_some(),
+        };
         registry.wait_ready(Duration::from_secs(20))?;
         Ok(registry)
     }
@@ -87,7 +114,7 @@ impl Registry {
             if let Some(status) = self.child.try_wait().context("poll registry")? {
                 bail!("registry exited with {status}: {}", self.log());
             }
-            if v2_answers(&self.addr) {
+            if v2_answers(&self.addr, self.basic_auth) {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -162,15 +189,16 @@ pub fn free_port() -> Result<u16> {
     Ok(listener.local_addr().context("local addr")?.port())
 }
 
-/// Whether `http://addr/v2/` answers with HTTP 200 (anonymous registry).
-fn v2_answers(addr: &str) -> bool {
+/// Whether `http://addr/v2/` answers: HTTP 200, or 401 for a registry that wants credentials.
+fn v2_answers(addr: &str, basic_auth: bool) -> bool {
+    let wanted: &[u8] = if basic_auth { b"401" } else { b"200" };
     let probe = || -> std::io::Result<bool> {
         let mut stream = TcpStream::connect(addr)?;
         stream.set_read_timeout(Some(Duration::from_secs(2)))?;
         stream.write_all(format!("GET /v2/ HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())?;
         let mut head = [0u8; 12];
         stream.read_exact(&mut head)?;
-        Ok(head.starts_with(b"HTTP/1.") && &head[9..12] == b"200")
+        Ok(head.starts_with(b"HTTP/1.") && &head[9..12] == wanted)
     };
     probe().unwrap_or(false)
 }

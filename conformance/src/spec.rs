@@ -130,6 +130,7 @@ pub struct Mount {
     pub container_path: String,
     pub host_path: PathBuf,
     pub readonly: bool,
+    pub recursive_read_only: bool,
 }
 
 /// `ContainerConfig`.
@@ -146,6 +147,13 @@ pub struct ContainerConfig {
     /// Relative to the pod's log_directory.
     pub log_path: Option<String>,
     pub memory_limit_in_bytes: Option<i64>,
+    pub readonly_rootfs: bool,
+    /// `linux.security_context.masked_paths` and `readonly_paths`.
+    pub masked_paths: Vec<String>,
+    pub readonly_paths: Vec<String>,
+    /// CRI `stdin` and `stdin_once`.
+    pub stdin: bool,
+    pub stdin_once: bool,
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
 }
@@ -164,6 +172,11 @@ impl ContainerConfig {
             working_dir: None,
             log_path: Some(format!("{name}.log")),
             memory_limit_in_bytes: None,
+            readonly_rootfs: false,
+            masked_paths: Vec::new(),
+            readonly_paths: Vec::new(),
+            stdin: false,
+            stdin_once: false,
             labels: BTreeMap::new(),
             annotations: BTreeMap::new(),
         }
@@ -199,7 +212,59 @@ impl ContainerConfig {
             container_path: container_path.to_string(),
             host_path: host_path.into(),
             readonly,
+            recursive_read_only: false,
         });
+        self
+    }
+
+    /// A recursive read-only mount (`readonly` and `recursive_read_only`, private propagation).
+    pub fn mount_rro(mut self, container_path: &str, host_path: impl Into<PathBuf>) -> Self {
+        self.mounts.push(Mount {
+            container_path: container_path.to_string(),
+            host_path: host_path.into(),
+            readonly: true,
+            recursive_read_only: true,
+        });
+        self
+    }
+
+    /// An invalid mount for error tests: `recursive_read_only` without `readonly`.
+    pub fn mount_rro_writable(
+        mut self,
+        container_path: &str,
+        host_path: impl Into<PathBuf>,
+    ) -> Self {
+        self.mounts.push(Mount {
+            container_path: container_path.to_string(),
+            host_path: host_path.into(),
+            readonly: false,
+            recursive_read_only: true,
+        });
+        self
+    }
+
+    /// Gives the container a stdin that attached clients write to; `once`: it ends with the first client's.
+    pub fn stdin(mut self, once: bool) -> Self {
+        self.stdin = true;
+        self.stdin_once = once;
+        self
+    }
+
+    /// Adds a `linux.security_context.masked_paths` entry.
+    pub fn masked_path(mut self, path: &str) -> Self {
+        self.masked_paths.push(path.to_string());
+        self
+    }
+
+    /// Adds a `linux.security_context.readonly_paths` entry.
+    pub fn readonly_path(mut self, path: &str) -> Self {
+        self.readonly_paths.push(path.to_string());
+        self
+    }
+
+    /// `linux.security_context.readonly_rootfs`.
+    pub fn readonly_rootfs(mut self) -> Self {
+        self.readonly_rootfs = true;
         self
     }
 
@@ -240,6 +305,7 @@ impl ContainerConfig {
                 "container_path": m.container_path,
                 "host_path": m.host_path.to_string_lossy(),
                 "readonly": m.readonly,
+                "recursive_read_only": m.recursive_read_only,
             })).collect::<Vec<_>>(),
             "labels": self.labels,
             "annotations": self.annotations,
@@ -252,7 +318,19 @@ impl ContainerConfig {
             v["log_path"] = json!(path);
         }
         if let Some(bytes) = self.memory_limit_in_bytes {
-            v["linux"] = json!({ "resources": { "memory_limit_in_bytes": bytes } });
+            v["linux"]["resources"] = json!({ "memory_limit_in_bytes": bytes });
+        }
+        if self.stdin {
+            v["stdin"] = json!(true);
+            v["stdin_once"] = json!(self.stdin_once);
+        }
+        if self.readonly_rootfs || !self.masked_paths.is_empty() || !self.readonly_paths.is_empty()
+        {
+            v["linux"]["security_context"] = json!({
+                "readonly_rootfs": self.readonly_rootfs,
+                "masked_paths": self.masked_paths,
+                "readonly_paths": self.readonly_paths,
+            });
         }
         v
     }

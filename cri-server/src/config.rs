@@ -1,9 +1,14 @@
 //! Daemon configuration: built-in defaults, then the TOML config file, then command-line flags (which win).
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
 use serde::Deserialize;
+
+mod registries;
+
+pub use registries::RegistryConfigError;
 
 /// Config file read when `--config` is not given, if it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/wasm-cri/config.toml";
@@ -37,6 +42,10 @@ pub struct Cli {
     /// Log filter, e.g. `info`, `debug`, `cri_server=debug` (default info).
     #[arg(long, value_name = "FILTER")]
     pub log_level: Option<String>,
+    /// Address of the streaming server behind Exec, Attach and PortForward URLs (default 127.0.0.1:0, an
+    /// ephemeral port on loopback).
+    #[arg(long, value_name = "IP:PORT")]
+    pub stream_address: Option<SocketAddr>,
 }
 
 /// The config file's keys. Every key is documented in `deploy/config.toml`.
@@ -47,8 +56,11 @@ struct FileConfig {
     root: Option<PathBuf>,
     state: Option<PathBuf>,
     insecure_registries: Option<Vec<String>>,
+    /// `[registries."<host>"]` tables, see `config/registries.rs`.
+    registries: Option<std::collections::BTreeMap<String, registries::RegistryFile>>,
     log_level: Option<String>,
     cgroup_driver: Option<CgroupDriver>,
+    stream_address: Option<SocketAddr>,
 }
 
 /// The cgroup driver reported to the kubelet through the RuntimeConfig RPC.
@@ -66,8 +78,14 @@ pub struct Config {
     pub root: PathBuf,
     pub state: PathBuf,
     pub insecure_registries: Vec<String>,
+    /// Mirrors, plain HTTP and credentials per registry (by host as written in references).
+    pub registries: std::collections::BTreeMap<String, imageservice::RegistryHost>,
     pub log_level: String,
     pub cgroup_driver: CgroupDriver,
+    /// Where the streaming server listens. Port 0 picks a free port at start-up; from then on this holds the
+    /// address actually bound (the daemon rewrites it before building the runtime), which is what the
+    /// Exec/Attach/PortForward URLs name.
+    pub stream_address: SocketAddr,
 }
 
 /// Configuration problems, reported before the daemon starts.
@@ -87,6 +105,12 @@ pub enum ConfigError {
     },
     #[error("socket {0:?} must be an absolute path or a unix:// URL")]
     Socket(String),
+    #[error("checking the registries of config file {path}")]
+    Registries {
+        path: PathBuf,
+        #[source]
+        source: RegistryConfigError,
+    },
 }
 
 impl Default for Config {
@@ -96,8 +120,10 @@ impl Default for Config {
             root: PathBuf::from("/var/lib/wasm-cri"),
             state: PathBuf::from("/run/wasm-cri"),
             insecure_registries: Vec::new(),
+            registries: std::collections::BTreeMap::new(),
             log_level: "info".into(),
             cgroup_driver: CgroupDriver::Cgroupfs,
+            stream_address: SocketAddr::from(([127, 0, 0, 1], 0)),
         }
     }
 }
@@ -105,13 +131,14 @@ impl Default for Config {
 impl Config {
     /// Defaults, then the config file, then flags.
     pub fn load(cli: &Cli) -> Result<Config, ConfigError> {
-        let file = match &cli.config {
-            Some(path) => Some(read_file(path)?),
+        let file_path = match &cli.config {
+            Some(path) => Some(path.clone()),
             None if Path::new(DEFAULT_CONFIG_FILE).exists() => {
-                Some(read_file(Path::new(DEFAULT_CONFIG_FILE))?)
+                Some(PathBuf::from(DEFAULT_CONFIG_FILE))
             }
             None => None,
         };
+        let file = file_path.as_deref().map(read_file).transpose()?;
         let mut cfg = Config::default();
         if let Some(f) = file {
             if let Some(s) = f.socket {
@@ -120,8 +147,17 @@ impl Config {
             cfg.root = f.root.unwrap_or(cfg.root);
             cfg.state = f.state.unwrap_or(cfg.state);
             cfg.insecure_registries = f.insecure_registries.unwrap_or_default();
+            if let (Some(tables), Some(path)) = (f.registries, &file_path) {
+                cfg.registries = registries::registry_hosts(tables).map_err(|source| {
+                    ConfigError::Registries {
+                        path: path.clone(),
+                        source,
+                    }
+                })?;
+            }
             cfg.log_level = f.log_level.unwrap_or(cfg.log_level);
             cfg.cgroup_driver = f.cgroup_driver.unwrap_or(cfg.cgroup_driver);
+            cfg.stream_address = f.stream_address.unwrap_or(cfg.stream_address);
         }
         if let Some(s) = &cli.socket {
             cfg.socket = socket_path(s)?;
@@ -136,6 +172,9 @@ impl Config {
             .extend(cli.insecure_registries.iter().cloned());
         if let Some(l) = &cli.log_level {
             cfg.log_level = l.clone();
+        }
+        if let Some(a) = cli.stream_address {
+            cfg.stream_address = a;
         }
         Ok(cfg)
     }
@@ -189,7 +228,7 @@ mod tests {
         let f = dir.path().join("c.toml");
         std::fs::write(
             &f,
-            "socket = \"unix:///tmp/a.sock\"\nroot = \"/r\"\ninsecure_registries = [\"h:1\"]\ncgroup_driver = \"systemd\"\n",
+            "socket = \"unix:///tmp/a.sock\"\nroot = \"/r\"\ninsecure_registries = [\"h:1\"]\ncgroup_driver = \"systemd\"\nstream_address = \"127.0.0.1:10010\"\n",
         )
         .unwrap();
         let c = Config::load(&cli(&[
@@ -205,6 +244,7 @@ mod tests {
         assert_eq!(c.root, PathBuf::from("/flag"));
         assert_eq!(c.insecure_registries, vec!["h:1", "h:2"]);
         assert_eq!(c.cgroup_driver, CgroupDriver::Systemd);
+        assert_eq!(c.stream_address, "127.0.0.1:10010".parse().unwrap());
     }
 
     #[test]

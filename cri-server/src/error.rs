@@ -15,8 +15,21 @@ pub enum ServerError {
     InvalidArgument(String),
     #[error("{0}")]
     FailedPrecondition(String),
+    /// The operation ran out of the time it was given (and was ended).
+    #[error("{0}")]
+    DeadlineExceeded(String),
     #[error("{rpc} is not implemented by wasm-cri yet (see docs/cri-coverage.md)")]
     Unimplemented { rpc: &'static str },
+    /// A bounded resource is full (the streaming server's in-flight requests).
+    #[error("{0}")]
+    ResourceExhausted(String),
+    /// The streaming server (exec, attach, port-forward) could not do its part.
+    #[error("{op}")]
+    Stream {
+        op: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{op}")]
     Pod {
         op: String,
@@ -75,24 +88,32 @@ impl ServerError {
                 Code::InvalidArgument
             }
             ServerError::FailedPrecondition(_) => Code::FailedPrecondition,
+            ServerError::DeadlineExceeded(_) => Code::DeadlineExceeded,
             ServerError::Unimplemented { .. } => Code::Unimplemented,
+            ServerError::ResourceExhausted(_) => Code::ResourceExhausted,
             ServerError::PodRpc { status, .. } => status.code(),
             ServerError::Image { source, .. } => image_code(source),
             ServerError::Pod { .. } => Code::Unavailable,
             ServerError::Net { .. }
             | ServerError::Io { .. }
+            | ServerError::Stream { .. }
             | ServerError::Encode { .. }
             | ServerError::Task { .. } => Code::Internal,
         }
     }
 }
 
+/// Registry refusals keep their meaning for the caller: a kubelet or crictl user can tell missing
+/// credentials (Unauthenticated) from a missing image (NotFound) without parsing the message.
 fn image_code(err: &imageservice::ImageError) -> Code {
-    use imageservice::ImageError as E;
-    match err {
-        E::InvalidReference { .. } => Code::InvalidArgument,
-        E::NoMatchingPlatform { .. } => Code::NotFound,
-        _ => Code::Unknown,
+    use imageservice::ErrorKind as K;
+    match err.kind() {
+        K::InvalidArgument => Code::InvalidArgument,
+        K::NotFound => Code::NotFound,
+        K::Unauthenticated => Code::Unauthenticated,
+        K::PermissionDenied => Code::PermissionDenied,
+        K::Unavailable => Code::Unavailable,
+        K::Other => Code::Unknown,
     }
 }
 
@@ -137,8 +158,23 @@ mod tests {
             Code::FailedPrecondition
         );
         assert_eq!(
+            code_of(ServerError::DeadlineExceeded("x".into())),
+            Code::DeadlineExceeded
+        );
+        assert_eq!(
             code_of(ServerError::Unimplemented { rpc: "Exec" }),
             Code::Unimplemented
+        );
+        assert_eq!(
+            code_of(ServerError::ResourceExhausted("x".into())),
+            Code::ResourceExhausted
+        );
+        assert_eq!(
+            code_of(ServerError::Stream {
+                op: "dialing".into(),
+                source: std::io::Error::other("refused")
+            }),
+            Code::Internal
         );
         assert_eq!(
             code_of(ServerError::PodRpc {
@@ -167,5 +203,60 @@ mod tests {
         assert_eq!(s.message(), "reading /x: boom");
         let s = Status::from(ServerError::Unimplemented { rpc: "Exec" });
         assert!(s.message().contains("Exec"));
+    }
+}
+
+#[cfg(test)]
+mod image_code_tests {
+    use super::*;
+
+    #[test]
+    fn image_errors_keep_their_kind() {
+        let image = |source| {
+            Status::from(ServerError::Image {
+                op: "pulling".into(),
+                source,
+            })
+            .code()
+        };
+        assert_eq!(
+            image(imageservice::ImageError::InvalidReference {
+                reference: "X".into(),
+                reason: "r".into()
+            }),
+            Code::InvalidArgument
+        );
+        assert_eq!(
+            image(imageservice::ImageError::NoMatchingPlatform {
+                digest: "d".into(),
+                available: "linux/arm64".into()
+            }),
+            Code::NotFound
+        );
+        let refused = |kind| imageservice::ImageError::FetchManifest {
+            reference: "r".into(),
+            source: Box::new(imageservice::registry::Failure {
+                kind,
+                source: "401".into(),
+            }),
+        };
+        assert_eq!(
+            image(refused(imageservice::FailureKind::Unauthorized)),
+            Code::Unauthenticated
+        );
+        assert_eq!(
+            image(refused(imageservice::FailureKind::Denied)),
+            Code::PermissionDenied
+        );
+        assert_eq!(
+            image(refused(imageservice::FailureKind::Unreachable)),
+            Code::Unavailable
+        );
+        assert_eq!(
+            image(imageservice::ImageError::NoLayers {
+                reference: "r".into()
+            }),
+            Code::Unknown
+        );
     }
 }

@@ -7,6 +7,7 @@
 //! - [`state`]: pod sandbox and container records and their persistence.
 //! - [`supervisor`]: watches each pod process and applies its container events.
 //! - [`recovery`]: rebuilds state and reconnects to pod processes after a restart.
+//! - [`streaming`]: the HTTP server behind the Exec, Attach and PortForward URLs (SPDY and WebSocket).
 
 pub mod config;
 pub mod error;
@@ -16,4 +17,5 @@ pub mod recovery;
 pub mod runtime;
 pub mod server;
 pub mod state;
+pub mod streaming;
 pub mod supervisor;

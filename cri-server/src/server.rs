@@ -16,11 +16,11 @@ use tracing::info;
 
 use crate::config::Config;
 use crate::grpc::Edge;
-use crate::runtime::Runtime;
+use crate::runtime::{Runtime, RuntimeBackend};
 use crate::state::Store;
 
 /// Runs the daemon until SIGTERM or SIGINT.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+pub async fn run(mut config: Config) -> anyhow::Result<()> {
     for dir in [&config.root, &config.state] {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -28,14 +28,35 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         &config.root.join("images"),
         StoreOptions {
             insecure_registries: config.insecure_registries.clone(),
+            registries: config.registries.clone(),
         },
     )
     .context("opening the image store")?;
     let store = Store::load(&config.root).context("loading pod and container records")?;
     let exe = std::env::current_exe().context("finding this executable to start pod processes")?;
+    // Bound before the runtime exists so that the URLs it hands out name the real port when the configured
+    // one is 0.
+    let stream_listener = tokio::net::TcpListener::bind(config.stream_address)
+        .await
+        .with_context(|| {
+            format!(
+                "binding the streaming server to {} (stream_address)",
+                config.stream_address
+            )
+        })?;
+    config.stream_address = stream_listener
+        .local_addr()
+        .context("reading the streaming server's address")?;
     let rt = Arc::new(Runtime::new(config.clone(), store, Arc::new(images), exe));
 
     crate::recovery::recover(&rt).await;
+
+    let streaming = tokio::spawn(crate::streaming::serve(
+        stream_listener,
+        Arc::clone(&rt.stream_tokens),
+        Arc::new(RuntimeBackend::new(Arc::clone(&rt))),
+    ));
+    info!(stream_address = %config.stream_address, "streaming server listening");
 
     let listener = bind(&config.socket)?;
     info!(socket = %config.socket.display(), root = %config.root.display(), state = %config.state.display(), "serving CRI");
@@ -46,7 +67,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
     tonic::transport::Server::builder()
         .add_service(RuntimeServiceServer::new(edge.clone()))
-        .add_service(ImageServiceServer::new(edge))
+        // Stamps each image request's arrival, so PullImage's deadline is measured from when tonic
+        // started its own grpc-timeout timer (see grpc::deadline).
+        .add_service(ImageServiceServer::with_interceptor(
+            edge,
+            crate::grpc::stamp_arrival,
+        ))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
             tokio::select! {
                 _ = term.recv() => info!("SIGTERM: shutting down (pods keep running)"),
@@ -55,6 +81,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         })
         .await
         .context("serving CRI")?;
+    streaming.abort();
     let _ = std::fs::remove_file(&config.socket);
     Ok(())
 }

@@ -3,8 +3,9 @@
 
 use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use crate::registry::RegistryError;
+use crate::registry::{FailureKind, RegistryError, failure_kind};
 
 /// Everything that can go wrong while pulling, storing, looking up or removing images.
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +18,15 @@ pub enum ImageError {
 
     #[error("unsupported digest algorithm in {digest:?}: only sha256 is supported")]
     UnsupportedDigest { digest: String },
+
+    #[error("invalid registry credentials: {reason}")]
+    InvalidAuth { reason: &'static str },
+
+    #[error("invalid registry endpoint {endpoint:?}: {reason}")]
+    InvalidEndpoint {
+        endpoint: String,
+        reason: &'static str,
+    },
 
     #[error("image store {} is in use by another process", path.display())]
     StoreLocked {
@@ -98,8 +108,13 @@ pub enum ImageError {
     #[error("unsupported image config media type {media_type:?}")]
     UnsupportedConfig { media_type: String },
 
-    #[error("unsupported layer media type {media_type:?}")]
-    UnsupportedLayer { media_type: String },
+    #[error(
+        "unsupported layer media type {media_type:?} (this image's layers: {found}; supported: tar, tar+gzip and raw Wasm layers)"
+    )]
+    UnsupportedLayer { media_type: String, found: String },
+
+    #[error("layer {layer} has the Wasm media type {media_type:?} but is not a Wasm binary")]
+    NotWasm { layer: String, media_type: String },
 
     #[error("image {reference} has no layers")]
     NoLayers { reference: String },
@@ -158,9 +173,54 @@ pub enum ImageError {
         #[source]
         source: tokio::task::JoinError,
     },
+
+    #[error("pull cancelled while {op}")]
+    Cancelled { op: &'static str },
+
+    /// The outcome of a pull of the same reference that this caller waited for instead of pulling
+    /// again: the same message and causes as the caller who ran it got.
+    #[error(transparent)]
+    Shared(Arc<ImageError>),
+}
+
+/// What kind of failure an [`ImageError`] is, for callers that map errors to status codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request itself is malformed (reference, credentials).
+    InvalidArgument,
+    /// No such image (unknown tag or repository, no image for our platform).
+    NotFound,
+    /// The registry wants credentials, or refused the ones given.
+    Unauthenticated,
+    /// The registry knows who we are and refuses anyway.
+    PermissionDenied,
+    /// No registry endpoint could be reached.
+    Unavailable,
+    Other,
 }
 
 impl ImageError {
+    /// Classifies the error, looking through shared pulls and registry failures.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ImageError::Shared(inner) => inner.kind(),
+            ImageError::InvalidReference { .. } | ImageError::InvalidAuth { .. } => {
+                ErrorKind::InvalidArgument
+            }
+            ImageError::NoMatchingPlatform { .. } => ErrorKind::NotFound,
+            ImageError::Connect { source, .. }
+            | ImageError::FetchManifest { source, .. }
+            | ImageError::FetchBlob { source, .. } => match failure_kind(source.as_ref()) {
+                Some(FailureKind::Unauthorized) => ErrorKind::Unauthenticated,
+                Some(FailureKind::Denied) => ErrorKind::PermissionDenied,
+                Some(FailureKind::NotFound) => ErrorKind::NotFound,
+                Some(FailureKind::Unreachable) => ErrorKind::Unavailable,
+                Some(FailureKind::Other) | None => ErrorKind::Other,
+            },
+            _ => ErrorKind::Other,
+        }
+    }
+
     /// Adapter for `map_err`: an [`ImageError::Io`] naming the operation and path.
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
         let path = path.into();

@@ -22,18 +22,27 @@
 //!   digest and size match the descriptor, so a present blob is trusted and never fetched again.
 //! - A record is written only after its blobs and rootfs exist; on open, blobs and rootfs dirs no
 //!   record refers to (left by a crash or an interrupted remove) are deleted.
-//! - Pulls of the same normalised reference are serialised; blobs and rootfs dirs a pull is using
-//!   are pinned so a concurrent `remove` of another image sharing them leaves them alone.
+//! - Concurrent pulls of the same normalised reference and credentials share one download
+//!   (`inflight.rs`); blobs and rootfs dirs a pull is using are pinned so a concurrent `remove` of
+//!   another image sharing them leaves them alone.
+//! - A cancelled pull (its future dropped) writes no record; verified blobs it already stored stay
+//!   for a retry and are swept at the next open if no record takes them.
+//!
+//! # Formats and registries
+//! Layer media types are classified in `manifest.rs`: tar(+gzip) layers are unpacked, raw Wasm
+//! layers (runwasi, the CNCF Wasm OCI artifact, wasm-to-oci) become files (`pull.rs` says where).
+//! The network sits behind [`Registry`]: [`MirroredRegistry`] tries the configured mirrors, then
+//! the origin, over a [`Transport`] ([`OciRegistry`], or the fake in tests).
 //!
 //! # Extension points (later issues)
-//! Layer media types are classified in `manifest.rs` (raw Wasm layers go there),
-//! the network sits behind [`Registry`] (mirrors wrap it), and blob liveness is the union of the
-//! records' `blobs` sets (GC and a precompile cache keyed by layer digest can build on it).
+//! Blob liveness is the union of the records' `blobs` sets (GC and a precompile cache keyed by
+//! layer digest can build on it).
 
 mod blob;
 mod digest;
 mod error;
 mod fsutil;
+mod inflight;
 mod layout;
 mod locks;
 mod manifest;
@@ -49,10 +58,17 @@ mod types;
 mod unpack;
 
 #[cfg(test)]
+mod formats_tests;
+#[cfg(test)]
+mod mirror_tests;
+#[cfg(test)]
 mod store_tests;
 
-pub use error::ImageError;
+pub use error::{ErrorKind, ImageError};
 pub use reference::ImageRef;
-pub use registry::{OciRegistry, Registry, RegistryError, RegistrySession};
+pub use registry::{
+    Endpoint, FailureKind, MirroredRegistry, OciRegistry, Registry, RegistryError, RegistrySession,
+    Transport,
+};
 pub use store::ImageStore;
-pub use types::{FsUsage, Image, ImageConfig, RegistryAuth, StoreOptions};
+pub use types::{FsUsage, Image, ImageConfig, RegistryAuth, RegistryHost, StoreOptions};

@@ -1,6 +1,7 @@
 //! Parsing of what a registry serves: image manifests, indexes (manifest lists) and image configs,
 //! in their OCI and Docker v2 forms, plus the media-type tables that decide what this build can
-//! handle. A later issue adds raw Wasm layers by extending [`LayerFormat`] and [`layer_format`].
+//! handle: tar layers (Docker and OCI images) and raw Wasm layers (runwasi-style OCI images, the
+//! CNCF Wasm OCI artifact, wasm-to-oci), see [`layer_formats`] and [`check_config_media_type`].
 
 use std::collections::BTreeMap;
 
@@ -26,6 +27,27 @@ pub(crate) const ACCEPTED_MANIFESTS: &[&str] = &[
 
 const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+/// The CNCF TAG Runtime Wasm OCI artifact's config (`architecture`, `os`, `layerDigests`,
+/// `component`); no runtime `config` object.
+const WASM_CONFIG_V0: &str = "application/vnd.wasm.config.v0+json";
+/// wasm-to-oci's config, usually `{}`.
+const WASM_CONFIG_V1: &str = "application/vnd.wasm.config.v1+json";
+/// OCI 1.1's empty config (`{}`) of artifacts that say what they are in `artifactType`.
+const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
+
+/// Layer media types whose blob is one Wasm binary (module or component), not an archive:
+/// runwasi's component layer, the CNCF Wasm artifact's layer, wasm-to-oci / Spin / Krustlet's
+/// content layer, and the two types runwasi's `oci-tar-builder` writes.
+pub(crate) const WASM_LAYERS: &[&str] = &[
+    "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm",
+    "application/wasm",
+    "application/vnd.wasm.content.layer.v1+wasm",
+    "application/vnd.w3c.wasm.module.v1+wasm",
+    "application/vnd.wasm.component.v1+wasm",
+];
+
+/// The descriptor annotation naming a layer's file (OCI, ORAS, wasm-to-oci).
+pub(crate) const TITLE_ANNOTATION: &str = "org.opencontainers.image.title";
 
 /// Manifests and configs are small JSON documents; anything bigger is refused before parsing.
 pub(crate) const MAX_MANIFEST_BYTES: u64 = 4 << 20;
@@ -39,6 +61,8 @@ pub(crate) struct Descriptor {
     pub size: u64,
     #[serde(default)]
     pub platform: Option<Platform>,
+    #[serde(default)]
+    pub annotations: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -64,18 +88,36 @@ pub(crate) enum Manifest {
 pub(crate) enum LayerFormat {
     /// A tar stream, gzip-compressed or not (decided by magic bytes when unpacking).
     Tar,
+    /// One Wasm binary, placed as a file (see `pull.rs` for its path).
+    Wasm,
 }
 
-/// Classifies a layer media type, naming it in the error when this build cannot apply it.
-pub(crate) fn layer_format(media_type: &str) -> Result<LayerFormat, ImageError> {
+/// Classifies every layer of a manifest; the error names the first media type this build cannot
+/// apply and lists all of them, so a user sees what kind of artifact they pulled.
+pub(crate) fn layer_formats(layers: &[Descriptor]) -> Result<Vec<LayerFormat>, ImageError> {
+    layers
+        .iter()
+        .map(|layer| {
+            layer_format(&layer.media_type).ok_or_else(|| ImageError::UnsupportedLayer {
+                media_type: layer.media_type.clone(),
+                found: layers
+                    .iter()
+                    .map(|l| l.media_type.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+        })
+        .collect()
+}
+
+fn layer_format(media_type: &str) -> Option<LayerFormat> {
     match media_type {
         "application/vnd.oci.image.layer.v1.tar"
         | "application/vnd.oci.image.layer.v1.tar+gzip"
         | "application/vnd.docker.image.rootfs.diff.tar"
-        | "application/vnd.docker.image.rootfs.diff.tar.gzip" => Ok(LayerFormat::Tar),
-        other => Err(ImageError::UnsupportedLayer {
-            media_type: other.to_owned(),
-        }),
+        | "application/vnd.docker.image.rootfs.diff.tar.gzip" => Some(LayerFormat::Tar),
+        wasm if WASM_LAYERS.contains(&wasm) => Some(LayerFormat::Wasm),
+        _ => None,
     }
 }
 
@@ -136,7 +178,7 @@ pub(crate) struct ParsedConfig {
 
 pub(crate) fn check_config_media_type(media_type: &str) -> Result<(), ImageError> {
     match media_type {
-        OCI_CONFIG | DOCKER_CONFIG => Ok(()),
+        OCI_CONFIG | DOCKER_CONFIG | WASM_CONFIG_V0 | WASM_CONFIG_V1 | OCI_EMPTY => Ok(()),
         other => Err(ImageError::UnsupportedConfig {
             media_type: other.to_owned(),
         }),
@@ -172,6 +214,12 @@ pub(crate) fn parse_config(bytes: &[u8], digest: &Digest) -> Result<ParsedConfig
         #[serde(default)]
         diff_ids: Option<Vec<String>>,
     }
+    // wasm-to-oci and some artifact tools push an empty config blob.
+    let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        bytes
+    };
     let file: ConfigFile =
         serde_json::from_slice(bytes).map_err(|source| ImageError::ParseConfig {
             digest: digest.to_string(),
@@ -252,14 +300,62 @@ mod tests {
 
     #[test]
     fn layer_media_types() {
+        let d = |media_type: &str| Descriptor {
+            media_type: media_type.to_owned(),
+            digest: "sha256:aa".into(),
+            size: 1,
+            platform: None,
+            annotations: None,
+        };
+        let formats = layer_formats(&[
+            d("application/vnd.oci.image.layer.v1.tar+gzip"),
+            d("application/vnd.wasm.content.layer.v1+wasm"),
+            d("application/wasm"),
+            d("application/vnd.bytecodealliance.wasm.component.layer.v0+wasm"),
+        ])
+        .unwrap();
         assert_eq!(
-            layer_format("application/vnd.oci.image.layer.v1.tar+gzip").unwrap(),
-            LayerFormat::Tar
+            formats,
+            [
+                LayerFormat::Tar,
+                LayerFormat::Wasm,
+                LayerFormat::Wasm,
+                LayerFormat::Wasm
+            ]
         );
-        let err = layer_format("application/vnd.wasm.content.layer.v1+wasm").unwrap_err();
+        let err = layer_formats(&[
+            d("application/wasm"),
+            d("application/vnd.wasm.content.layer.v1+data"),
+        ])
+        .unwrap_err();
         assert!(matches!(
             err,
-            ImageError::UnsupportedLayer { ref media_type } if media_type == "application/vnd.wasm.content.layer.v1+wasm"
+            ImageError::UnsupportedLayer { ref media_type, ref found }
+                if media_type == "application/vnd.wasm.content.layer.v1+data"
+                && found == "application/wasm, application/vnd.wasm.content.layer.v1+data"
         ));
+    }
+
+    #[test]
+    fn wasm_artifact_configs() {
+        for media_type in [
+            "application/vnd.wasm.config.v0+json",
+            "application/vnd.wasm.config.v1+json",
+            "application/vnd.oci.empty.v1+json",
+        ] {
+            check_config_media_type(media_type).unwrap();
+        }
+        assert!(
+            check_config_media_type("application/vnd.fermyon.spin.application.v1+config").is_err()
+        );
+        let cncf = br#"{"created":"2024-01-01T00:00:00Z","architecture":"wasm","os":"wasip2","layerDigests":["sha256:aa"],"component":{"exports":["wasi:cli/run@0.2.0"],"imports":[],"target":null}}"#;
+        let parsed = parse_config(cncf, &digest()).unwrap();
+        assert_eq!(
+            (parsed.os.as_str(), parsed.architecture.as_str()),
+            ("wasip2", "wasm")
+        );
+        assert!(parsed.config.entrypoint.is_empty() && parsed.diff_ids.is_empty());
+        let empty = parse_config(b"", &digest()).unwrap();
+        assert!(empty.os.is_empty());
     }
 }

@@ -69,6 +69,7 @@ mod tests {
                 os: os.to_owned(),
                 architecture: architecture.to_owned(),
             }),
+            annotations: None,
         }
     }
 

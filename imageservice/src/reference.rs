@@ -77,6 +77,14 @@ impl ImageRef {
         }
     }
 
+    /// The same tag and digest in another repository (a mirror's prefixed one).
+    pub(crate) fn with_repository(&self, repository: &str) -> ImageRef {
+        ImageRef {
+            repository: repository.to_owned(),
+            ..self.clone()
+        }
+    }
+
     pub(crate) fn to_oci(&self) -> oci_client::Reference {
         let (registry, repository) = (self.registry.clone(), self.repository.clone());
         match (&self.tag, &self.digest) {

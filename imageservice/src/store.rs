@@ -13,11 +13,12 @@ use tracing::{info, warn};
 use crate::digest::Digest;
 use crate::error::ImageError;
 use crate::fsutil;
+use crate::inflight::InFlight;
 use crate::layout::Layout;
 use crate::locks::{KeyedLocks, lock};
 use crate::record::{self, Record};
 use crate::reference::ImageRef;
-use crate::registry::{OciRegistry, Registry};
+use crate::registry::{MirroredRegistry, OciRegistry, Registry};
 use crate::types::{FsUsage, Image, StoreOptions};
 
 /// The image store under one root directory. `Send + Sync`; share it in an `Arc`.
@@ -26,6 +27,7 @@ pub struct ImageStore {
     pub(crate) registry: Arc<dyn Registry>,
     pub(crate) state: Mutex<State>,
     pub(crate) pull_locks: KeyedLocks,
+    pub(crate) inflight: InFlight,
     /// Held for the store's lifetime: two stores on one root would delete each other's temp
     /// files and orphans.
     _root_lock: Flock<File>,
@@ -41,13 +43,13 @@ pub(crate) struct State {
 
 impl ImageStore {
     /// Opens (creating if needed) the store at `root`, e.g. `/var/lib/wasm-cri/images`, with the
-    /// real registry client.
+    /// real registry client behind the configured mirrors and credentials.
     pub fn open(root: &Path, options: StoreOptions) -> Result<ImageStore, ImageError> {
-        let registry = OciRegistry::new(options.insecure_registries);
+        let registry = MirroredRegistry::new(Arc::new(OciRegistry::new()), &options);
         Self::with_registry(root, Arc::new(registry))
     }
 
-    /// Opens the store with another [`Registry`] (a fake in tests, a mirror-aware one later).
+    /// Opens the store with another [`Registry`] (a fake in tests).
     pub fn with_registry(
         root: &Path,
         registry: Arc<dyn Registry>,
@@ -70,6 +72,7 @@ impl ImageStore {
             registry,
             state: Mutex::new(state),
             pull_locks: KeyedLocks::default(),
+            inflight: InFlight::default(),
             _root_lock: root_lock,
         })
     }

@@ -276,13 +276,18 @@ async fn unsupported_layers_fail_before_any_download() {
     let root = tempfile::tempdir().unwrap();
     let fake = FakeRegistry::default();
     let mut layer = hello_layer();
-    layer.media_type = "application/vnd.wasm.content.layer.v1+wasm".into();
-    fake.push_image(HELLO, "/hello.wasm", vec![layer]);
+    layer.media_type = "application/vnd.wasm.content.layer.v1+data".into();
+    fake.push_image(HELLO, "/hello.wasm", vec![hello_layer(), layer]);
     let store = open(root.path(), &fake);
     let err = store.pull(HELLO, None).await.unwrap_err();
     assert!(
-        matches!(err, ImageError::UnsupportedLayer { ref media_type } if media_type == "application/vnd.wasm.content.layer.v1+wasm"),
+        matches!(err, ImageError::UnsupportedLayer { ref media_type, .. } if media_type == "application/vnd.wasm.content.layer.v1+data"),
         "{err}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains("application/vnd.oci.image.layer.v1.tar+gzip, application/vnd.wasm.content.layer.v1+data"),
+        "{message}"
     );
     assert!(fake.blob_fetches().is_empty());
 }
@@ -395,13 +400,21 @@ async fn credentials_reach_the_registry_and_usage_is_reported() {
     let fake = FakeRegistry::default();
     push_hello(&fake, HELLO);
     let store = open(root.path(), &fake);
-    let auth = RegistryAuth {
-        username: "robot".into(),
-        password: "secret".into(),
-    };
+    let auth = RegistryAuth::basic("robot", "secret");
     assert!(!format!("{auth:?}").contains("secret"));
     store.pull(HELLO, Some(auth)).await.unwrap();
-    assert_eq!(fake.auths(), [Some("robot".to_owned())]);
+    let bearer = RegistryAuth::Bearer {
+        token: "tok3n".into(),
+    };
+    assert!(!format!("{bearer:?}").contains("tok3n"));
+    store.pull(HELLO, Some(bearer)).await.unwrap();
+    assert_eq!(
+        fake.auths(),
+        [
+            Some("basic:robot".to_owned()),
+            Some("bearer token".to_owned())
+        ]
+    );
 
     let usage = store.fs_usage().unwrap();
     assert!(usage.used_bytes > 0);

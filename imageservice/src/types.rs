@@ -5,7 +5,11 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
+use base64::Engine as _;
 use serde::{Deserialize, Serialize};
+
+use crate::error::ImageError;
+use crate::registry::Endpoint;
 
 /// Settings of an [`ImageStore`](crate::ImageStore) that come from the daemon's configuration.
 #[derive(Clone, Debug, Default)]
@@ -13,22 +17,90 @@ pub struct StoreOptions {
     /// Registries (`host:port`, as written in references) reached over plain HTTP; all others use
     /// HTTPS.
     pub insecure_registries: Vec<String>,
+    /// Per-registry settings, keyed by the registry as written in normalised references
+    /// (`docker.io`, `registry.k8s.io`, `127.0.0.1:5000`).
+    pub registries: BTreeMap<String, RegistryHost>,
 }
 
-/// Credentials for one pull (CRI `AuthConfig` username/password; token variants come later).
-#[derive(Clone, PartialEq, Eq)]
-pub struct RegistryAuth {
-    pub username: String,
-    pub password: String,
+/// How to reach one registry: mirrors tried before it, and its credentials.
+#[derive(Clone, Debug)]
+pub struct RegistryHost {
+    /// Tried in order before the origin.
+    pub mirrors: Vec<Endpoint>,
+    /// Whether the origin is contacted when every mirror failed (or there are none).
+    pub fallback_to_origin: bool,
+    /// The origin speaks plain HTTP.
+    pub insecure: bool,
+    /// Credentials for this host, whether it is contacted as an origin or as a mirror endpoint.
+    /// A pull's own credentials win for the origin.
+    pub auth: Option<RegistryAuth>,
 }
 
-// Hand-written so the password never reaches a log line.
+impl Default for RegistryHost {
+    fn default() -> Self {
+        RegistryHost {
+            mirrors: Vec::new(),
+            fallback_to_origin: true,
+            insecure: false,
+            auth: None,
+        }
+    }
+}
+
+/// Credentials for one registry: CRI `AuthConfig` or the config file.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub enum RegistryAuth {
+    /// HTTP basic credentials (the registry may exchange them for a token).
+    Basic { username: String, password: String },
+    /// A bearer token sent as is (CRI `registry_token`).
+    Bearer { token: String },
+}
+
+impl RegistryAuth {
+    pub fn basic(username: impl Into<String>, password: impl Into<String>) -> Self {
+        RegistryAuth::Basic {
+            username: username.into(),
+            password: password.into(),
+        }
+    }
+
+    /// Decodes Docker's `auth` field: base64 of `user:password` (padding optional).
+    pub fn from_base64(auth: &str) -> Result<Self, ImageError> {
+        let invalid = |reason: &'static str| ImageError::InvalidAuth { reason };
+        let trimmed = auth.trim().trim_end_matches('=');
+        let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
+            .decode(trimmed)
+            .map_err(|_| invalid("`auth` is not base64"))?;
+        let text = String::from_utf8(bytes).map_err(|_| invalid("`auth` is not UTF-8"))?;
+        let (username, password) = text
+            .split_once(':')
+            .ok_or_else(|| invalid("`auth` does not decode to user:password"))?;
+        Ok(RegistryAuth::basic(username, password))
+    }
+
+    /// Who is authenticating, safe to log (never the secret).
+    pub fn principal(&self) -> String {
+        match self {
+            RegistryAuth::Basic { username, .. } => format!("basic:{username}"),
+            RegistryAuth::Bearer { .. } => "bearer token".to_owned(),
+        }
+    }
+}
+
+// Hand-written so the password or token never reaches a log line.
 impl fmt::Debug for RegistryAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RegistryAuth")
-            .field("username", &self.username)
-            .field("password", &"<redacted>")
-            .finish()
+        match self {
+            RegistryAuth::Basic { username, .. } => f
+                .debug_struct("Basic")
+                .field("username", username)
+                .field("password", &"<redacted>")
+                .finish(),
+            RegistryAuth::Bearer { .. } => f
+                .debug_struct("Bearer")
+                .field("token", &"<redacted>")
+                .finish(),
+        }
     }
 }
 

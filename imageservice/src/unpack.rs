@@ -1,9 +1,11 @@
-//! Applies tar layers, in order, to a private directory that becomes an image's rootfs. Blocking
-//! code: callers run it on a blocking thread. Untrusted input, so: entry names go through
-//! [`safe_path`], device nodes and fifos are skipped (a Wasm guest has no use for them and they
-//! are dangerous on the host), setuid/setgid bits and ownership are dropped, OCI whiteouts
+//! Applies layers, in order, to a private directory that becomes an image's rootfs. Blocking
+//! code: callers run it on a blocking thread, and can stop it between entries through a cancel
+//! flag (a pull whose caller went away). Tar layers are untrusted input, so: entry names go
+//! through [`safe_path`], device nodes and fifos are skipped (a Wasm guest has no use for them and
+//! they are dangerous on the host), setuid/setgid bits and ownership are dropped, OCI whiteouts
 //! (`.wh.<name>`, `.wh..wh..opq`) delete lower-layer content, and the uncompressed stream is
-//! checked against the config's diff id when one is given.
+//! checked against the config's diff id when one is given. A raw Wasm layer becomes one file at
+//! the root, under a name the pull chose and checked, after its preamble was checked.
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
@@ -12,6 +14,7 @@ use std::io::{self, BufRead, BufReader, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use sha2::{Digest as _, Sha256};
 use tar::EntryType;
@@ -23,6 +26,8 @@ use crate::fsutil::remove_any;
 use crate::safe_path;
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+/// Every Wasm binary, module or component, starts with `\0asm`.
+const WASM_MAGIC: [u8; 4] = *b"\0asm";
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
 
@@ -30,18 +35,98 @@ const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
 pub(crate) struct LayerSource {
     pub path: PathBuf,
     pub digest: Digest,
-    /// Expected sha256 of the uncompressed tar, from the config's `rootfs.diff_ids`.
+    /// Expected sha256 of the uncompressed content, from the config's `rootfs.diff_ids`.
     pub diff_id: Option<Digest>,
+    pub kind: LayerKind,
 }
 
-pub(crate) fn unpack_layers(layers: &[LayerSource], dest: &Path) -> Result<(), ImageError> {
+pub(crate) enum LayerKind {
+    Tar,
+    /// A raw Wasm binary placed at `/<file_name>`; `file_name` is one plain path component.
+    Wasm {
+        file_name: String,
+        media_type: String,
+    },
+}
+
+pub(crate) fn unpack_layers(
+    layers: &[LayerSource],
+    dest: &Path,
+    cancel: &AtomicBool,
+) -> Result<(), ImageError> {
     for layer in layers {
-        apply_layer(layer, dest)?;
+        match &layer.kind {
+            LayerKind::Tar => apply_layer(layer, dest, cancel)?,
+            LayerKind::Wasm {
+                file_name,
+                media_type,
+            } => place_wasm(layer, file_name, media_type, dest)?,
+        }
     }
     Ok(())
 }
 
-fn apply_layer(layer: &LayerSource, dest: &Path) -> Result<(), ImageError> {
+fn cancelled(cancel: &AtomicBool) -> Result<(), ImageError> {
+    if cancel.load(Ordering::Relaxed) {
+        return Err(ImageError::Cancelled {
+            op: "unpacking layers",
+        });
+    }
+    Ok(())
+}
+
+/// Copies a raw Wasm layer to `dest/<file_name>` (mode 0755, so a PATH search finds it too).
+fn place_wasm(
+    layer: &LayerSource,
+    file_name: &str,
+    media_type: &str,
+    dest: &Path,
+) -> Result<(), ImageError> {
+    let layer_name = layer.digest.to_string();
+    // The blob was verified against its digest; a raw layer's diff id is that same digest.
+    if let Some(expected) = &layer.diff_id
+        && expected != &layer.digest
+    {
+        return Err(ImageError::DiffIdMismatch {
+            layer: layer_name,
+            expected: expected.to_string(),
+            actual: layer.digest.to_string(),
+        });
+    }
+    let mut head = [0u8; 4];
+    let mut file =
+        File::open(&layer.path).map_err(ImageError::io("open layer blob", &layer.path))?;
+    let is_wasm = match file.read_exact(&mut head) {
+        Ok(()) => head == WASM_MAGIC,
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => false,
+        Err(source) => {
+            return Err(ImageError::ReadLayer {
+                layer: layer_name,
+                source,
+            });
+        }
+    };
+    if !is_wasm {
+        return Err(ImageError::NotWasm {
+            layer: layer_name,
+            media_type: media_type.to_owned(),
+        });
+    }
+    let path = dest.join(file_name);
+    let unpack_error = |source| ImageError::UnpackEntry {
+        layer: layer.digest.to_string(),
+        path: file_name.to_owned(),
+        source,
+    };
+    // A lower layer may have left a directory or a symlink there; the new file replaces it.
+    remove_any(&path).map_err(unpack_error)?;
+    fs::copy(&layer.path, &path).map_err(unpack_error)?;
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).map_err(unpack_error)?;
+    debug!(layer = %layer.digest, file = %path.display(), "placed raw Wasm layer");
+    Ok(())
+}
+
+fn apply_layer(layer: &LayerSource, dest: &Path, cancel: &AtomicBool) -> Result<(), ImageError> {
     let read_error = |source| ImageError::ReadLayer {
         layer: layer.digest.to_string(),
         source,
@@ -71,6 +156,7 @@ fn apply_layer(layer: &LayerSource, dest: &Path) -> Result<(), ImageError> {
             written: HashSet::new(),
         };
         for entry in archive.entries().map_err(read_error)? {
+            cancelled(cancel)?;
             applier.apply(entry.map_err(read_error)?)?;
         }
     }

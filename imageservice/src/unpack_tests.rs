@@ -96,12 +96,30 @@ impl Fixture {
             path,
             digest,
             diff_id: Some(diff_id),
+            kind: LayerKind::Tar,
+        });
+        self
+    }
+
+    /// Adds a raw Wasm layer placed as `/<name>`.
+    fn wasm(mut self, bytes: &[u8], name: &str) -> Self {
+        let digest = Digest::of(bytes);
+        let path = self.dir.path().join(digest.hex());
+        fs::write(&path, bytes).unwrap();
+        self.layers.push(LayerSource {
+            path,
+            digest: digest.clone(),
+            diff_id: Some(digest),
+            kind: LayerKind::Wasm {
+                file_name: name.to_owned(),
+                media_type: "application/wasm".to_owned(),
+            },
         });
         self
     }
 
     fn unpack(&self) -> Result<(), ImageError> {
-        unpack_layers(&self.layers, &self.root())
+        unpack_layers(&self.layers, &self.root(), &AtomicBool::new(false))
     }
 
     /// Everything in the temp dir apart from the rootfs and the layer blobs.
@@ -320,4 +338,52 @@ fn file_replaces_directory_and_directory_replaces_file() {
     fx.unpack().unwrap();
     assert_eq!(fs::read(fx.root().join("x")).unwrap(), b"3");
     assert!(fx.root().join("y").is_dir());
+}
+
+#[test]
+fn raw_wasm_layers_become_files_replacing_lower_content() {
+    let u = Fixture::new()
+        .layer(
+            RawTar::default()
+                .dir("app.wasm/")
+                .file("app.wasm/x", b"x")
+                .finish(),
+            true,
+        )
+        .wasm(b"\0asm\x01\0\0\0", "app.wasm")
+        .wasm(b"\0asm\x0d\0\x01\0", "other.wasm");
+    u.unpack().unwrap();
+    let root = u.root();
+    assert_eq!(fs::read(root.join("app.wasm")).unwrap(), b"\0asm\x01\0\0\0");
+    assert_eq!(
+        fs::read(root.join("other.wasm")).unwrap(),
+        b"\0asm\x0d\0\x01\0"
+    );
+    let mode = fs::metadata(root.join("app.wasm"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o755);
+}
+
+#[test]
+fn a_wasm_layer_that_is_not_wasm_is_refused() {
+    let u = Fixture::new().wasm(b"#!/bin/sh\n", "app.wasm");
+    let err = u.unpack().unwrap_err();
+    assert!(
+        matches!(err, ImageError::NotWasm { ref media_type, .. } if media_type == "application/wasm"),
+        "{err}"
+    );
+    let short = Fixture::new().wasm(b"\0a", "app.wasm");
+    assert!(matches!(
+        short.unpack().unwrap_err(),
+        ImageError::NotWasm { .. }
+    ));
+}
+
+#[test]
+fn unpacking_stops_when_cancelled() {
+    let u = Fixture::new().layer(RawTar::default().file("a", b"a").finish(), false);
+    let err = unpack_layers(&u.layers, &u.root(), &AtomicBool::new(true)).unwrap_err();
+    assert!(matches!(err, ImageError::Cancelled { .. }), "{err}");
 }

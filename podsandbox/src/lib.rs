@@ -5,10 +5,12 @@
 //!   serves the internal `pod.v1` protocol on a unix socket.
 //! - [`client`]: what the daemon uses to spawn a pod process, talk to it, and find it again after a restart.
 //! - [`engine`]: the one wasmtime configuration and the code that runs a module or component to its exit.
+//! - [`guest_path`]: guest paths resolved inside a container's root without escaping it.
 
 pub mod client;
 pub mod engine;
 pub mod fsutil;
+pub mod guest_path;
 pub mod logs;
 pub mod pod;
 

@@ -3,7 +3,11 @@
 
 mod client;
 mod cri;
+mod exec;
 mod fixtures;
+mod formats;
 mod registry;
 mod restart;
 mod run;
+mod streaming;
+mod toolbox;

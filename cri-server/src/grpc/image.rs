@@ -4,7 +4,7 @@ use proto::cri::image_service_server::ImageService;
 use proto::cri::*;
 use tonic::{Request, Response, Status};
 
-use super::{Edge, Kind::Mutating, Kind::Polled};
+use super::{Edge, Kind::Bounded, Kind::Mutating, Kind::Polled};
 
 type R<T> = Result<Response<T>, Status>;
 
@@ -23,7 +23,8 @@ impl ImageService for Edge {
         .await
     }
     async fn pull_image(&self, r: Request<PullImageRequest>) -> R<PullImageResponse> {
-        self.call("PullImage", Mutating, |rt| async move {
+        let deadline = super::deadline(&r);
+        self.call("PullImage", Bounded(deadline), |rt| async move {
             rt.pull_image(r.into_inner()).await
         })
         .await

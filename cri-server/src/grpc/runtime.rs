@@ -132,23 +132,33 @@ impl RuntimeService for Edge {
         })
         .await
     }
-    async fn exec_sync(&self, _: Request<ExecSyncRequest>) -> R<ExecSyncResponse> {
-        self.call("ExecSync", Mutating, |_| async {
-            unimplemented("ExecSync")
+    async fn exec_sync(&self, r: Request<ExecSyncRequest>) -> R<ExecSyncResponse> {
+        // Polled, not detached: exec probes run every few seconds, and a caller who gives up must end the
+        // command rather than leave it running.
+        self.call("ExecSync", Polled, |rt| async move {
+            rt.exec_sync(r.into_inner()).await
         })
         .await
     }
-    async fn exec(&self, _: Request<ExecRequest>) -> R<ExecResponse> {
-        self.call("Exec", Mutating, |_| async { unimplemented("Exec") })
-            .await
+    async fn exec(&self, r: Request<ExecRequest>) -> R<ExecResponse> {
+        self.call(
+            "Exec",
+            Mutating,
+            |rt| async move { rt.exec(r.into_inner()) },
+        )
+        .await
     }
-    async fn attach(&self, _: Request<AttachRequest>) -> R<AttachResponse> {
-        self.call("Attach", Mutating, |_| async { unimplemented("Attach") })
-            .await
+    async fn attach(&self, r: Request<AttachRequest>) -> R<AttachResponse> {
+        self.call(
+            "Attach",
+            Mutating,
+            |rt| async move { rt.attach(r.into_inner()) },
+        )
+        .await
     }
-    async fn port_forward(&self, _: Request<PortForwardRequest>) -> R<PortForwardResponse> {
-        self.call("PortForward", Mutating, |_| async {
-            unimplemented("PortForward")
+    async fn port_forward(&self, r: Request<PortForwardRequest>) -> R<PortForwardResponse> {
+        self.call("PortForward", Mutating, |rt| async move {
+            rt.port_forward(r.into_inner())
         })
         .await
     }

@@ -75,6 +75,7 @@ impl Runtime {
                 "config.image.image must name an image".into(),
             ));
         }
+        check_security_context(&config)?;
         let image = self
             .images
             .get(&image_name)
@@ -131,15 +132,17 @@ impl Runtime {
                 ))
             })?;
 
-        let read_only_root = config
+        let security = config
             .linux
             .as_ref()
-            .and_then(|l| l.security_context.as_ref())
-            .is_some_and(|s| s.readonly_rootfs);
+            .and_then(|l| l.security_context.as_ref());
+        let read_only_root = security.is_some_and(|s| s.readonly_rootfs);
         let mut preopens = vec![Preopen {
             host_path: root.display().to_string(),
             guest_path: "/".into(),
             read_only: read_only_root,
+            // The root copy has no mounts below it.
+            recursive_read_only: false,
         }];
         for m in &config.mounts {
             let host = Path::new(&m.host_path);
@@ -149,11 +152,13 @@ impl Runtime {
                     m.container_path
                 )));
             }
+            check_recursive_read_only(m)?;
             match std::fs::metadata(host) {
                 Ok(meta) if meta.is_dir() => preopens.push(Preopen {
                     host_path: m.host_path.clone(),
                     guest_path: m.container_path.clone(),
                     read_only: m.readonly,
+                    recursive_read_only: m.recursive_read_only,
                 }),
                 // WASI can only pre-open directories: a file mount is copied into the container's root at
                 // create time (later changes on the host are not seen).
@@ -181,6 +186,12 @@ impl Runtime {
             log_path: log_path.display().to_string(),
             memory_limit_bytes: memory_limit,
             working_dir: workdir,
+            stdin: config.stdin,
+            stdin_once: config.stdin_once,
+            masked_paths: security.map(|s| s.masked_paths.clone()).unwrap_or_default(),
+            readonly_paths: security
+                .map(|s| s.readonly_paths.clone())
+                .unwrap_or_default(),
         };
 
         let mut client = sandbox.client().ok_or_else(|| {
@@ -281,6 +292,49 @@ fn log_path(sandbox: &crate::state::Sandbox, config: &ContainerConfig, dir: &Pat
     }
 }
 
+/// Combinations a Linux runtime refuses, refused the same way (containerd: "user group is specified without
+/// user"): a group means nothing without the user it applies to.
+fn check_security_context(config: &ContainerConfig) -> Result<(), ServerError> {
+    let Some(sc) = config
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+    else {
+        return Ok(());
+    };
+    if sc.run_as_group.is_some() && sc.run_as_user.is_none() && sc.run_as_username.is_empty() {
+        return Err(ServerError::InvalidArgument(
+            "linux.security_context.run_as_group is set without run_as_user or run_as_username; set the user too"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A recursive read-only mount must be read-only and private, as the kubelet and containerd require: a
+/// mount that propagates could gain writable submounts later.
+fn check_recursive_read_only(m: &proto::cri::Mount) -> Result<(), ServerError> {
+    if !m.recursive_read_only {
+        return Ok(());
+    }
+    if !m.readonly {
+        return Err(ServerError::InvalidArgument(format!(
+            "mount {}: recursive_read_only needs readonly to be true as well",
+            m.container_path
+        )));
+    }
+    if m.propagation != proto::cri::MountPropagation::PropagationPrivate as i32 {
+        return Err(ServerError::InvalidArgument(format!(
+            "mount {}: recursive_read_only needs private propagation (PROPAGATION_PRIVATE), not {}",
+            m.container_path,
+            proto::cri::MountPropagation::try_from(m.propagation)
+                .map(|p| p.as_str_name())
+                .unwrap_or("an unknown propagation")
+        )));
+    }
+    Ok(())
+}
+
 fn copy_pod_etc(from: &Path, to: &Path) -> Result<(), ServerError> {
     std::fs::create_dir_all(to).map_err(|e| ServerError::io("creating", to, e))?;
     for name in ["hostname", "hosts", "resolv.conf"] {
@@ -325,6 +379,33 @@ mod tests {
             s(&["/o.wasm", "a"])
         );
         assert_eq!(argv(&[], &cmd, &[], &[]), s(&["--serve"]));
+    }
+
+    #[test]
+    fn run_as_group_needs_a_user() {
+        use proto::cri::{Int64Value, LinuxContainerConfig, LinuxContainerSecurityContext};
+        let with = |sc: LinuxContainerSecurityContext| ContainerConfig {
+            linux: Some(LinuxContainerConfig {
+                security_context: Some(sc),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let group = Some(Int64Value { value: 1002 });
+        let err = check_security_context(&with(LinuxContainerSecurityContext {
+            run_as_group: group,
+            ..Default::default()
+        }));
+        assert!(matches!(err, Err(ServerError::InvalidArgument(_))));
+        assert!(
+            check_security_context(&with(LinuxContainerSecurityContext {
+                run_as_group: group,
+                run_as_user: Some(Int64Value { value: 1 }),
+                ..Default::default()
+            }))
+            .is_ok()
+        );
+        assert!(check_security_context(&ContainerConfig::default()).is_ok());
     }
 
     #[test]

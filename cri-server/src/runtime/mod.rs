@@ -1,6 +1,7 @@
 //! The CRI methods, one file each, as plain async functions on [`Runtime`]: they take and return CRI messages
 //! but know nothing of gRPC transport, so tests can call them directly.
 
+mod attach;
 mod cleanup;
 mod container_create;
 mod container_list;
@@ -12,11 +13,15 @@ mod container_stats_list;
 mod container_status;
 mod container_stop;
 mod etc_files;
+mod exec;
+mod exec_in_pod;
+mod exec_sync;
 mod image_fs_info;
 mod image_list;
 mod image_pull;
 mod image_remove;
 mod image_status;
+mod port_forward;
 mod rootfs;
 mod runtime_config;
 mod sandbox_list;
@@ -27,6 +32,7 @@ mod sandbox_stats_list;
 mod sandbox_status;
 mod sandbox_stop;
 mod status;
+mod stream_backend;
 mod update_runtime_config;
 mod version;
 
@@ -40,8 +46,11 @@ use imageservice::ImageStore;
 
 use crate::config::Config;
 use crate::state::Store;
+use crate::streaming::TokenCache;
 
 pub use cleanup::Cleanup;
+pub use exec_in_pod::{ExecCommand, ExecIo};
+pub use stream_backend::RuntimeBackend;
 
 /// The daemon's state and collaborators, shared by every CRI call.
 pub struct Runtime {
@@ -55,6 +64,8 @@ pub struct Runtime {
     name_locks: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
     /// What UpdateRuntimeConfig last told us (the node's pod CIDR).
     pod_cidr: Mutex<String>,
+    /// Exec/Attach/PortForward requests waiting for their client at the streaming server.
+    pub stream_tokens: Arc<TokenCache>,
 }
 
 impl Runtime {
@@ -66,6 +77,7 @@ impl Runtime {
             exe,
             name_locks: DashMap::new(),
             pod_cidr: Mutex::new(String::new()),
+            stream_tokens: Arc::new(TokenCache::new()),
         }
     }
 
@@ -106,13 +118,8 @@ mod tests {
     use super::*;
 
     fn runtime(dir: &std::path::Path) -> Runtime {
-        let images = ImageStore::open(
-            &dir.join("images"),
-            imageservice::StoreOptions {
-                insecure_registries: Vec::new(),
-            },
-        )
-        .unwrap();
+        let images =
+            ImageStore::open(&dir.join("images"), imageservice::StoreOptions::default()).unwrap();
         Runtime::new(
             Config::default(),
             Store::load(dir).unwrap(),

@@ -53,11 +53,26 @@ impl Runtime {
             runtime_handlers: vec![RuntimeHandler {
                 name: String::new(),
                 features: Some(RuntimeHandlerFeatures {
-                    recursive_read_only_mounts: false,
+                    recursive_read_only_mounts: supports_recursive_read_only(),
                     user_namespaces: false,
                 }),
             }],
             features: None,
         }
     }
+}
+
+/// Recursive read-only mounts are made by pod processes with `mount_setattr(2)` (Linux 5.12+) in their own
+/// mount namespace, which needs root.
+fn supports_recursive_read_only() -> bool {
+    if !nix::unistd::geteuid().is_root() {
+        return false;
+    }
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release
+        .trim()
+        .split(['.', '-'])
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) >= (5, 12)
 }

@@ -5,6 +5,7 @@
 //! - [`run`](mod@run): one container run, raced against a stop; [`status`]: how it ended.
 //! - [`limits`]: the per-store memory limiter; [`wasi`]: the WASI context built from a [`RunSpec`].
 //! - [`usage`]: per-container CPU time and memory counters, read by the stats RPC.
+//! - [`stdin`]: a guest stdin fed by the host (exec).
 //! - [`error`]: the [`EngineError`] type.
 
 pub mod config;
@@ -13,6 +14,7 @@ pub mod error;
 pub mod limits;
 pub mod run;
 pub mod status;
+pub mod stdin;
 pub mod usage;
 pub mod wasi;
 
@@ -25,6 +27,7 @@ use wasmtime::component::Component;
 pub use error::EngineError;
 pub use run::{Preopen, RunSpec, run};
 pub use status::{ExitReason, ExitStatus};
+pub use stdin::GuestStdin;
 pub use usage::Usage;
 
 use config::EpochTicker;
@@ -69,6 +72,23 @@ impl Engine {
                 abi: "preview1",
                 source: boxed(e),
             })?;
+        // wasmtime-wasi's proc_exit refuses codes from 126 up (reserved for the host in WASI's view), but a shell's
+        // 126/127 are real exit codes that the kubelet and probes read; pass every code through, keeping the low
+        // byte as Linux does.
+        module.allow_shadowing(true);
+        module
+            .func_wrap(
+                "wasi_snapshot_preview1",
+                "proc_exit",
+                |code: i32| -> wasmtime::Result<()> {
+                    Err(wasmtime_wasi::I32Exit(code & 0xff).into())
+                },
+            )
+            .map_err(|e| EngineError::LinkWasi {
+                abi: "preview1",
+                source: boxed(e),
+            })?;
+        module.allow_shadowing(false);
         let mut component = wasmtime::component::Linker::new(&inner);
         wasmtime_wasi::p2::add_to_linker_async(&mut component).map_err(|e| {
             EngineError::LinkWasi {

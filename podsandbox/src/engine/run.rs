@@ -15,7 +15,7 @@ use super::limits::Exceeded;
 use super::status::{self, ExitStatus, Stage};
 use super::usage::{CpuTimed, Usage};
 use super::wasi::{self, ComponentState, ModuleState};
-use super::{Engine, Program};
+use super::{Engine, GuestStdin, Program};
 use crate::logs::LogSink;
 
 /// Epoch ticks a guest may run before yielding to the executor (see `config::EPOCH_TICK`).
@@ -37,6 +37,8 @@ pub struct RunSpec {
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
     pub preopens: Vec<Preopen>,
+    /// Standard input; `None` leaves it closed (containers; an exec without stdin).
+    pub stdin: Option<GuestStdin>,
     pub stdout: LogSink,
     pub stderr: LogSink,
     /// Bytes allowed across all linear memories of the instance; `None` for no limit.

@@ -22,6 +22,7 @@ fn spec(dir: &Path, args: &[&str]) -> (RunSpec, PathBuf) {
         args: args.iter().map(|s| s.to_string()).collect(),
         env: Vec::new(),
         preopens: Vec::new(),
+        stdin: None,
         stdout: LogSink::new(log.clone(), Stream::Stdout),
         stderr: LogSink::new(log, Stream::Stderr),
         memory_limit: None,
@@ -173,6 +174,12 @@ async fn proc_exit_codes() {
     let (s, _) = spec(dir.path(), &["x"]);
     let status = run_to_end(&engine, &compile(&engine, &exit_module(0)), s).await;
     assert_eq!((status.code, status.reason), (0, ExitReason::Completed));
+    // A shell's 126/127 are real exit codes; beyond 255 only the low byte survives, as on Linux.
+    for (code, seen) in [(127, 127), (255, 255), (300, 44)] {
+        let (s, _) = spec(dir.path(), &["x"]);
+        let status = run_to_end(&engine, &compile(&engine, &exit_module(code)), s).await;
+        assert_eq!(status.code, seen, "proc_exit({code})");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

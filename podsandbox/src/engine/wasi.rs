@@ -52,11 +52,14 @@ pub fn builder(spec: &RunSpec) -> Result<WasiCtxBuilder, PreopenError> {
         .envs(&spec.env)
         .stdout(spec.stdout.clone())
         .stderr(spec.stderr.clone())
-        // stdin stays closed (the builder default) until CRI attach/stdin is supported.
         // Network denied by default; the pod's network policy will decide what to open.
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false);
+    // Without a stdin the builder's default applies: a closed stream, so a reading guest sees end-of-file.
+    if let Some(stdin) = &spec.stdin {
+        b.stdin(stdin.clone());
+    }
     // WASI p2 hands this to the guest (`wasi:cli/environment.initial-cwd`). Preview 1 has no such notion:
     // wasi-libc starts core modules at "/" whatever is set here.
     if let Some(cwd) = &spec.cwd {

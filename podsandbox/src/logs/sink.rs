@@ -16,6 +16,7 @@ use super::{LogFile, Stream};
 #[derive(Clone, Debug)]
 pub struct LogSink {
     inner: Arc<Mutex<Target>>,
+    terminal: bool,
 }
 
 #[derive(Debug)]
@@ -24,9 +25,16 @@ enum Target {
     Cri {
         file: LogFile,
         stream: Stream,
+        /// Attached clients (CRI Attach) get the raw bytes too.
+        tee: Option<tokio::sync::broadcast::Sender<(Stream, bytes::Bytes)>>,
         splitter: LineSplitter,
         /// Set after a failed write so a full disk logs one warning rather than one per line.
         failing: bool,
+    },
+    /// Raw bytes handed to a channel as they are written (an exec's output, streamed to the daemon). The
+    /// receiver is drained by the gRPC reply stream, so it holds at most what the network has not taken yet.
+    Channel {
+        tx: tokio::sync::mpsc::UnboundedSender<bytes::Bytes>,
     },
     /// Raw bytes kept in memory, up to `limit`; the rest is dropped.
     Memory {
@@ -42,6 +50,7 @@ impl LogSink {
         LogSink::from_target(Target::Cri {
             file,
             stream,
+            tee: None,
             splitter: LineSplitter::new(),
             failing: false,
         })
@@ -57,10 +66,43 @@ impl LogSink {
         })
     }
 
+    /// A log-file sink that also hands every write, raw, to `tee`'s subscribers (attached clients); no
+    /// subscriber costs nothing.
+    pub fn with_tee(
+        file: LogFile,
+        stream: Stream,
+        tee: tokio::sync::broadcast::Sender<(Stream, bytes::Bytes)>,
+    ) -> LogSink {
+        LogSink::from_target(Target::Cri {
+            file,
+            stream,
+            tee: Some(tee),
+            splitter: LineSplitter::new(),
+            failing: false,
+        })
+    }
+
+    /// A sink passing every write on to `tx` as it happens (exec output). Writes after the receiver is gone
+    /// are dropped, as output to a closed log would be.
+    pub fn channel(
+        tx: tokio::sync::mpsc::UnboundedSender<bytes::Bytes>,
+        terminal: bool,
+    ) -> LogSink {
+        let mut sink = LogSink::from_target(Target::Channel { tx });
+        sink.terminal = terminal;
+        sink
+    }
+
     fn from_target(target: Target) -> LogSink {
         LogSink {
             inner: Arc::new(Mutex::new(target)),
+            terminal: false,
         }
+    }
+
+    /// Whether the guest is told this stream is a terminal (an exec with `tty`).
+    pub fn is_terminal(&self) -> bool {
+        self.terminal
     }
 
     /// Takes guest output. Never fails: losing log output must not fail the guest's write, as with containerd.
@@ -69,13 +111,22 @@ impl LogSink {
             Target::Cri {
                 file,
                 stream,
+                tee,
                 splitter,
                 failing,
             } => {
+                if let Some(tee) = tee
+                    && tee.receiver_count() > 0
+                {
+                    let _ = tee.send((*stream, bytes::Bytes::copy_from_slice(data)));
+                }
                 let now = Utc::now();
                 splitter.push(data, |tag, content| {
                     append(file, render(now, *stream, tag, content), *stream, failing);
                 });
+            }
+            Target::Channel { tx } => {
+                let _ = tx.send(bytes::Bytes::copy_from_slice(data));
             }
             Target::Memory {
                 buf,
@@ -98,6 +149,7 @@ impl LogSink {
             stream,
             splitter,
             failing,
+            ..
         } = &mut *self.lock()
         {
             let now = Utc::now();
@@ -112,7 +164,7 @@ impl LogSink {
     pub fn captured(&self) -> (Vec<u8>, bool) {
         match &*self.lock() {
             Target::Memory { buf, truncated, .. } => (buf.clone(), *truncated),
-            Target::Cri { .. } => (Vec::new(), false),
+            Target::Cri { .. } | Target::Channel { .. } => (Vec::new(), false),
         }
     }
 
@@ -187,5 +239,16 @@ mod tests {
         sink.write(b"defg");
         sink.finish();
         assert_eq!(sink.captured(), (b"abcde".to_vec(), true));
+    }
+
+    #[test]
+    fn channel_sink_passes_writes_on_as_they_happen() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let sink = LogSink::channel(tx, true);
+        sink.write(b"no newline");
+        assert_eq!(rx.try_recv().unwrap(), &b"no newline"[..]);
+        assert!(sink.is_terminal());
+        drop(rx);
+        sink.write(b"receiver gone: dropped, not a panic");
     }
 }

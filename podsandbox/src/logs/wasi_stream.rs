@@ -22,8 +22,8 @@ const WRITE_PERMIT: usize = 64 * 1024;
 
 impl IsTerminal for LogSink {
     fn is_terminal(&self) -> bool {
-        // CRI containers without `tty: true` get no terminal; TTY support would come with attach.
-        false
+        // Only an exec with `tty: true` gets a terminal; container logs never are one.
+        LogSink::is_terminal(self)
     }
 }
 

@@ -22,6 +22,9 @@ use crate::error_chain;
 use crate::fsutil::atomic_write;
 use crate::logs::{LogFile, LogSink, Stream};
 
+use super::mounts::{self, ContainerMounts};
+use super::programs::{FileKey, Programs};
+
 struct Entry {
     spec: ContainerSpec,
     program: Program,
@@ -33,12 +36,35 @@ struct Entry {
     exited: watch::Receiver<bool>,
     /// CPU time and memory of the instance, updated by the task running it.
     usage: Arc<Usage>,
+    /// Kernel read-only mounts made for the container's directories; unmounted when the entry goes.
+    _mounts: ContainerMounts,
+    /// The instance's output, raw, for attached clients.
+    output: broadcast::Sender<(Stream, bytes::Bytes)>,
+    /// The write end of the instance's stdin while it has one (CRI `stdin`); `None` inside once it ended.
+    stdin: Option<AttachStdin>,
 }
+
+/// The write end of a container's stdin, shared by attached clients.
+pub type AttachStdin = Arc<tokio::sync::Mutex<Option<tokio::io::DuplexStream>>>;
+
+/// What an attached client connects to: the container's output from now on, its stdin (if any) and whether
+/// that ends with the client's, and a receiver that turns true when the instance has exited.
+pub struct AttachTarget {
+    pub output: broadcast::Receiver<(Stream, bytes::Bytes)>,
+    pub stdin: Option<AttachStdin>,
+    pub stdin_once: bool,
+    pub exited: watch::Receiver<bool>,
+}
+
+/// Bytes of stdin buffered for a container that is not reading.
+const STDIN_BUFFER: usize = 64 * 1024;
 
 /// All containers of this pod.
 pub struct Containers {
     engine: Engine,
     state_dir: PathBuf,
+    /// Programs compiled for creates and execs, shared by all containers of the pod.
+    programs: Programs,
     table: Mutex<HashMap<String, Entry>>,
     events: broadcast::Sender<ContainerStatus>,
 }
@@ -49,6 +75,7 @@ impl Containers {
         Arc::new(Containers {
             engine,
             state_dir,
+            programs: Programs::default(),
             table: Mutex::new(HashMap::new()),
             events,
         })
@@ -69,23 +96,21 @@ impl Containers {
     }
 
     /// Compiles the container's Wasm and registers it as CREATED. Creating an existing id returns its status.
-    pub async fn create(&self, spec: ContainerSpec) -> Result<ContainerStatus, Status> {
+    pub async fn create(&self, mut spec: ContainerSpec) -> Result<ContainerStatus, Status> {
         if let Some(e) = self.table().get(&spec.id) {
             return Ok(e.status.clone());
         }
-        let engine = self.engine.clone();
-        let path = PathBuf::from(&spec.wasm_path);
-        let program = tokio::task::spawn_blocking(move || {
-            let program = engine.load(&path);
-            release_compiler_memory();
-            program
-        })
-        .await
-        .map_err(|e| Status::internal(format!("compiling task failed: {e}")))?
-        .map_err(|e| match e {
-            engine::EngineError::NotWasm { .. } => Status::failed_precondition(error_chain(&e)),
-            _ => Status::invalid_argument(error_chain(&e)),
-        })?;
+        let program = self.program(Path::new(&spec.wasm_path)).await?;
+        let (preopens, mounts) = mounts::prepare(
+            &self.state_dir.join("mnt").join(&spec.id),
+            &spec.preopens,
+            mounts::PathRules {
+                masked: &spec.masked_paths,
+                read_only: &spec.readonly_paths,
+            },
+        )
+        .map_err(|e| Status::failed_precondition(error_chain(&e)))?;
+        spec.preopens = preopens;
         let log_path = PathBuf::from(&spec.log_path);
         if let Some(dir) = log_path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| {
@@ -110,11 +135,81 @@ impl Containers {
             stop: None,
             exited,
             usage: Usage::new(),
+            _mounts: mounts,
+            output: broadcast::channel(256).0,
+            stdin: None,
         });
         let status = entry.status.clone();
         drop(table);
         self.publish(&status);
         Ok(status)
+    }
+
+    /// The compiled program at `path`: from the pod's cache when that file was compiled before, else compiled
+    /// now (on the blocking pool: compiling is CPU-heavy) and cached.
+    pub async fn program(&self, path: &Path) -> Result<Program, Status> {
+        let key = FileKey::of(path).map_err(|e| {
+            Status::failed_precondition(format!("reading program {}: {e}", path.display()))
+        })?;
+        if let Some(program) = self.programs.get(&key) {
+            return Ok(program);
+        }
+        let engine = self.engine.clone();
+        let owned = path.to_path_buf();
+        let program = tokio::task::spawn_blocking(move || {
+            let program = engine.load(&owned);
+            release_compiler_memory();
+            program
+        })
+        .await
+        .map_err(|e| Status::internal(format!("compiling task failed: {e}")))?
+        .map_err(|e| match e {
+            engine::EngineError::NotWasm { .. } => Status::failed_precondition(error_chain(&e)),
+            _ => Status::invalid_argument(error_chain(&e)),
+        })?;
+        self.programs.insert(key, program.clone());
+        Ok(program)
+    }
+
+    /// What an exec in container `id` runs with: the container's spec (environment, directories, limits) and
+    /// a receiver that turns true when the container's own instance ends (its execs end with it, as processes
+    /// in a Linux container die with its init). Only a running container can be exec'd into.
+    pub fn exec_target(&self, id: &str) -> Result<(ContainerSpec, watch::Receiver<bool>), Status> {
+        let table = self.table();
+        let entry = table
+            .get(id)
+            .ok_or_else(|| Status::not_found(format!("container {id} is not in this pod")))?;
+        if entry.status.state != ContainerState::Running as i32 {
+            return Err(Status::failed_precondition(format!(
+                "container {id} is {}; commands can only be executed in a running container",
+                state_name(entry.status.state)
+            )));
+        }
+        Ok((entry.spec.clone(), entry.exited.clone()))
+    }
+
+    /// What an attach to container `id` connects to; only a running container can be attached to.
+    pub fn attach_target(&self, id: &str) -> Result<AttachTarget, Status> {
+        let table = self.table();
+        let entry = table
+            .get(id)
+            .ok_or_else(|| Status::not_found(format!("container {id} is not in this pod")))?;
+        if entry.status.state != ContainerState::Running as i32 {
+            return Err(Status::failed_precondition(format!(
+                "container {id} is {}; one can only attach to a running container",
+                state_name(entry.status.state)
+            )));
+        }
+        Ok(AttachTarget {
+            output: entry.output.subscribe(),
+            stdin: entry.stdin.clone(),
+            stdin_once: entry.spec.stdin_once,
+            exited: entry.exited.clone(),
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     /// Starts a CREATED container's instance.
@@ -129,7 +224,17 @@ impl Containers {
                 state_name(entry.status.state)
             )));
         }
-        let spec = run_spec(&entry.spec, &entry.log, Arc::clone(&entry.usage));
+        let mut spec = run_spec(
+            &entry.spec,
+            &entry.log,
+            Arc::clone(&entry.usage),
+            &entry.output,
+        );
+        if entry.spec.stdin {
+            let (writer, reader) = tokio::io::duplex(STDIN_BUFFER);
+            entry.stdin = Some(Arc::new(tokio::sync::Mutex::new(Some(writer))));
+            spec.stdin = Some(engine::GuestStdin::new(reader, false));
+        }
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let (exited_tx, exited_rx) = watch::channel(false);
         entry.stop = Some(stop_tx);
@@ -295,7 +400,22 @@ pub fn exit_record_path(state_dir: &Path, id: &str) -> PathBuf {
     state_dir.join("containers").join(format!("{id}.exit"))
 }
 
-fn run_spec(spec: &ContainerSpec, log: &LogFile, usage: Arc<Usage>) -> RunSpec {
+fn run_spec(
+    spec: &ContainerSpec,
+    log: &LogFile,
+    usage: Arc<Usage>,
+    output: &broadcast::Sender<(Stream, bytes::Bytes)>,
+) -> RunSpec {
+    RunSpec {
+        stdin: None,
+        stdout: LogSink::with_tee(log.clone(), Stream::Stdout, output.clone()),
+        stderr: LogSink::with_tee(log.clone(), Stream::Stderr, output.clone()),
+        ..base_run_spec(spec, usage)
+    }
+}
+
+/// The parts of a run that come from the container's spec (an exec shares them); stdio is closed.
+pub fn base_run_spec(spec: &ContainerSpec, usage: Arc<Usage>) -> RunSpec {
     RunSpec {
         args: spec.args.clone(),
         env: spec
@@ -315,8 +435,9 @@ fn run_spec(spec: &ContainerSpec, log: &LogFile, usage: Arc<Usage>) -> RunSpec {
                 read_only: p.read_only,
             })
             .collect(),
-        stdout: LogSink::new(log.clone(), Stream::Stdout),
-        stderr: LogSink::new(log.clone(), Stream::Stderr),
+        stdin: None,
+        stdout: LogSink::memory(0),
+        stderr: LogSink::memory(0),
         memory_limit: (spec.memory_limit_bytes > 0).then_some(spec.memory_limit_bytes),
         cwd: (!spec.working_dir.is_empty()).then(|| spec.working_dir.clone()),
         usage,

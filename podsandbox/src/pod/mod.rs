@@ -5,8 +5,12 @@
 //! started afterwards inherits it). Only then is the tokio runtime built, the engine created and the socket
 //! bound. The process puts itself in a new session so it survives the daemon's exit and its terminal.
 
+mod attach;
 mod bootstrap;
 mod containers;
+mod exec;
+mod mounts;
+mod programs;
 mod service;
 
 use std::process::ExitCode;
@@ -45,6 +49,13 @@ pub fn main() -> ExitCode {
             boot.netns_path
         ));
         return ExitCode::FAILURE;
+    }
+
+    // Before any thread: read-only mounts are made in a namespace of our own (see `mounts`).
+    if let Err(err) = mounts::enter_private_namespace() {
+        eprintln!(
+            "wasm-cri pod: no private mount namespace ({err}); read-only directories fall back to WASI checks"
+        );
     }
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -8,13 +8,14 @@ use futures::Stream;
 use proto::pod::pod_server::{Pod, PodServer};
 use proto::pod::{
     Bootstrap, BootstrapReply, ContainerRef, ContainerSpec, ContainerStatus, ContainerStatusList,
-    Empty, HelloReply, HelloRequest, PROTOCOL_VERSION, StatsReply, StopContainerRequest,
+    Empty, ExecInput, ExecOutput, HelloReply, HelloRequest, PROTOCOL_VERSION, StatsReply,
+    StopContainerRequest,
 };
 use tokio::net::UnixListener;
 use tokio::sync::Notify;
 use tokio_stream::StreamExt;
-use tokio_stream::wrappers::{BroadcastStream, UnixListenerStream};
-use tonic::{Request, Response, Status};
+use tokio_stream::wrappers::{BroadcastStream, UnboundedReceiverStream, UnixListenerStream};
+use tonic::{Request, Response, Status, Streaming};
 use tracing::info;
 
 use super::bootstrap::{detach_stdout, write_message};
@@ -104,6 +105,7 @@ fn bind(path: &std::path::Path) -> std::io::Result<UnixListener> {
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<ContainerStatus, Status>> + Send + 'static>>;
+type ExecReplyStream = Pin<Box<dyn Stream<Item = Result<ExecOutput, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
 impl Pod for PodService {
@@ -180,6 +182,52 @@ impl Pod for PodService {
 
     async fn stats(&self, _: Request<Empty>) -> Result<Response<StatsReply>, Status> {
         Ok(Response::new(self.containers.stats()))
+    }
+
+    type ExecStream = ExecReplyStream;
+
+    async fn exec(
+        &self,
+        req: Request<Streaming<ExecInput>>,
+    ) -> Result<Response<Self::ExecStream>, Status> {
+        let mut input = req.into_inner();
+        let start = match input.message().await? {
+            Some(ExecInput {
+                input: Some(proto::pod::exec_input::Input::Start(start)),
+            }) => start,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "an exec call must begin with its start message",
+                ));
+            }
+        };
+        let replies = super::exec::exec(&self.containers, start, input).await?;
+        Ok(Response::new(Box::pin(UnboundedReceiverStream::new(
+            replies,
+        ))))
+    }
+
+    type AttachStream = ExecReplyStream;
+
+    async fn attach(
+        &self,
+        req: Request<Streaming<ExecInput>>,
+    ) -> Result<Response<Self::AttachStream>, Status> {
+        let mut input = req.into_inner();
+        let start = match input.message().await? {
+            Some(ExecInput {
+                input: Some(proto::pod::exec_input::Input::Start(start)),
+            }) => start,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "an attach call must begin with its start message",
+                ));
+            }
+        };
+        let replies = super::attach::attach(&self.containers, start, input)?;
+        Ok(Response::new(Box::pin(UnboundedReceiverStream::new(
+            replies,
+        ))))
     }
 
     async fn shutdown(&self, _: Request<Empty>) -> Result<Response<Empty>, Status> {

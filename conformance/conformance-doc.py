@@ -21,7 +21,7 @@ REASONS = [
     ("recursive readonly mounts", "the write is refused by the kernel, but wasmtime-wasi 48 reports EROFS to the guest as EIO, so `touch` does not print \"Read-only file system\""),
     ("ReadOnlyRootfs is true", "as above: the write fails (kernel read-only mount) with EIO instead of EROFS"),
     ("ReadonlyPaths", "as above: the write fails (kernel read-only mount) with EIO instead of EROFS"),
-    ("MaskedPaths", "masked paths are enforced; see the run log for what the shell printed"),
+    ("MaskedPaths", "masked paths are enforced as runc does (a bind of /dev/null, following symlinks), but the stand-in busybox links its applets with symlinks where the real one uses hardlinks, so masking /bin/ls hides /bin/busybox and with it /bin/sh"),
     ("port mapping", "pods have only loopback yet (pod networking is issue 4): no pod IP, no host ports"),
     ("portforward", "the web server needs a listening socket in the pod; Wasm sockets come with pod networking (issue 4)"),
     ("Multiple Containers", "the httpd container needs a listening socket (issue 4), so it exits and the exec/network checks fail"),

@@ -34,25 +34,7 @@ pub(super) async fn attach_session(
 ) -> Result<(), ServerError> {
     // Containers never have a terminal (WASI has none to give them), so `tty` changes nothing here.
     let _ = tty;
-    let StreamIo {
-        stdin,
-        stdout,
-        stderr,
-        resize,
-    } = io;
-    if let Some(mut resize) = resize {
-        tokio::spawn(async move { while resize.recv().await.is_some() {} });
-    }
-    let discard =
-        || -> Box<dyn tokio::io::AsyncWrite + Send + Unpin> { Box::new(tokio::io::sink()) };
-    rt.attach_in_pod(
-        container_id,
-        super::ExecIo {
-            stdin,
-            stdout: stdout.unwrap_or_else(discard),
-            stderr: stderr.unwrap_or_else(discard),
-        },
-    )
-    .await
-    .map(drop)
+    rt.attach_in_pod(container_id, super::exec::session_io(io))
+        .await
+        .map(drop)
 }

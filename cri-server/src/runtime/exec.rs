@@ -82,6 +82,23 @@ pub(super) async fn exec_session(
     tty: bool,
     io: StreamIo,
 ) -> Result<i32, ServerError> {
+    let exit = rt
+        .exec_in_pod(
+            super::ExecCommand {
+                container_id,
+                cmd,
+                tty,
+                timeout: 0,
+            },
+            session_io(io),
+        )
+        .await?;
+    Ok(exit.exit_code)
+}
+
+/// A session's streams as the pod relay takes them: outputs the client did not ask for are discarded, and
+/// terminal resizes are read and dropped (WASI has no terminal-size interface).
+pub(super) fn session_io(io: StreamIo) -> super::ExecIo {
     let StreamIo {
         stdin,
         stdout,
@@ -93,22 +110,11 @@ pub(super) async fn exec_session(
     }
     let discard =
         || -> Box<dyn tokio::io::AsyncWrite + Send + Unpin> { Box::new(tokio::io::sink()) };
-    let exit = rt
-        .exec_in_pod(
-            super::ExecCommand {
-                container_id,
-                cmd,
-                tty,
-                timeout: 0,
-            },
-            super::ExecIo {
-                stdin,
-                stdout: stdout.unwrap_or_else(discard),
-                stderr: stderr.unwrap_or_else(discard),
-            },
-        )
-        .await?;
-    Ok(exit.exit_code)
+    super::ExecIo {
+        stdin,
+        stdout: stdout.unwrap_or_else(discard),
+        stderr: stderr.unwrap_or_else(discard),
+    }
 }
 
 #[cfg(test)]

@@ -175,36 +175,42 @@ impl Containers {
     /// a receiver that turns true when the container's own instance ends (its execs end with it, as processes
     /// in a Linux container die with its init). Only a running container can be exec'd into.
     pub fn exec_target(&self, id: &str) -> Result<(ContainerSpec, watch::Receiver<bool>), Status> {
+        self.with_running(
+            id,
+            "commands can only be executed in a running container",
+            |e| (e.spec.clone(), e.exited.clone()),
+        )
+    }
+
+    /// Applies `f` to container `id` if it is running; else NotFound, or FailedPrecondition ending in `rule`.
+    fn with_running<T>(
+        &self,
+        id: &str,
+        rule: &str,
+        f: impl FnOnce(&Entry) -> T,
+    ) -> Result<T, Status> {
         let table = self.table();
         let entry = table
             .get(id)
             .ok_or_else(|| Status::not_found(format!("container {id} is not in this pod")))?;
         if entry.status.state != ContainerState::Running as i32 {
             return Err(Status::failed_precondition(format!(
-                "container {id} is {}; commands can only be executed in a running container",
+                "container {id} is {}; {rule}",
                 state_name(entry.status.state)
             )));
         }
-        Ok((entry.spec.clone(), entry.exited.clone()))
+        Ok(f(entry))
     }
 
     /// What an attach to container `id` connects to; only a running container can be attached to.
     pub fn attach_target(&self, id: &str) -> Result<AttachTarget, Status> {
-        let table = self.table();
-        let entry = table
-            .get(id)
-            .ok_or_else(|| Status::not_found(format!("container {id} is not in this pod")))?;
-        if entry.status.state != ContainerState::Running as i32 {
-            return Err(Status::failed_precondition(format!(
-                "container {id} is {}; one can only attach to a running container",
-                state_name(entry.status.state)
-            )));
-        }
-        Ok(AttachTarget {
-            output: entry.output.subscribe(),
-            stdin: entry.stdin.clone(),
-            stdin_once: entry.spec.stdin_once,
-            exited: entry.exited.clone(),
+        self.with_running(id, "one can only attach to a running container", |e| {
+            AttachTarget {
+                output: e.output.subscribe(),
+                stdin: e.stdin.clone(),
+                stdin_once: e.spec.stdin_once,
+                exited: e.exited.clone(),
+            }
         })
     }
 

@@ -191,16 +191,7 @@ impl Pod for PodService {
         req: Request<Streaming<ExecInput>>,
     ) -> Result<Response<Self::ExecStream>, Status> {
         let mut input = req.into_inner();
-        let start = match input.message().await? {
-            Some(ExecInput {
-                input: Some(proto::pod::exec_input::Input::Start(start)),
-            }) => start,
-            _ => {
-                return Err(Status::invalid_argument(
-                    "an exec call must begin with its start message",
-                ));
-            }
-        };
+        let start = start_message(&mut input, "exec").await?;
         let replies = super::exec::exec(&self.containers, start, input).await?;
         Ok(Response::new(Box::pin(UnboundedReceiverStream::new(
             replies,
@@ -214,16 +205,7 @@ impl Pod for PodService {
         req: Request<Streaming<ExecInput>>,
     ) -> Result<Response<Self::AttachStream>, Status> {
         let mut input = req.into_inner();
-        let start = match input.message().await? {
-            Some(ExecInput {
-                input: Some(proto::pod::exec_input::Input::Start(start)),
-            }) => start,
-            _ => {
-                return Err(Status::invalid_argument(
-                    "an attach call must begin with its start message",
-                ));
-            }
-        };
+        let start = start_message(&mut input, "attach").await?;
         let replies = super::attach::attach(&self.containers, start, input)?;
         Ok(Response::new(Box::pin(UnboundedReceiverStream::new(
             replies,
@@ -235,5 +217,20 @@ impl Pod for PodService {
         self.containers.stop_all().await;
         self.shutdown.notify_one();
         Ok(Response::new(Empty {}))
+    }
+}
+
+/// The `start` message an exec or attach call must begin with.
+async fn start_message(
+    input: &mut Streaming<ExecInput>,
+    call: &str,
+) -> Result<proto::pod::ExecStart, Status> {
+    match input.message().await? {
+        Some(ExecInput {
+            input: Some(proto::pod::exec_input::Input::Start(start)),
+        }) => Ok(start),
+        _ => Err(Status::invalid_argument(format!(
+            "an {call} call must begin with its start message"
+        ))),
     }
 }

@@ -14,31 +14,19 @@ REASONS = [
     ("SELinux", "skipped by critest: SELinux is not enabled on this machine"),
     ("benchmark", "benchmark specs only run with `critest -benchmark`"),
     ("UserNamespaces", "skipped: the runtime handler does not advertise user namespaces (wasm-cri has no idmapped mounts)"),
-    ("SupplementalGroupsPolicy", "skipped: the runtime does not advertise SupplementalGroupsPolicy"),
     ("with digest", "the image is pinned by a digest of a Linux image on gcr.io; an offline stand-in can never have that digest"),
     ("Mount Propagation", "needs `mount` inside the container (and rshared back to the host); a Wasm guest cannot mount"),
     ("non-recursive readonly", "critest mounts a tmpfs under the volume after the pod started; this VM's mounts are private, so it never reaches the pod's mount namespace"),
-    ("recursive readonly mounts", "the write is refused by the kernel, but wasmtime-wasi 48 reports EROFS to the guest as EIO, so `touch` does not print \"Read-only file system\""),
-    ("ReadOnlyRootfs is true", "as above: the write fails (kernel read-only mount) with EIO instead of EROFS"),
-    ("ReadonlyPaths", "as above: the write fails (kernel read-only mount) with EIO instead of EROFS"),
-    ("MaskedPaths", "masked paths are enforced as runc does (a bind of /dev/null, following symlinks), but the stand-in busybox links its applets with symlinks where the real one uses hardlinks, so masking /bin/ls hides /bin/busybox and with it /bin/sh"),
-    ("port mapping", "pods have only loopback yet (pod networking is issue 4): no pod IP, no host ports"),
-    ("portforward", "the web server needs a listening socket in the pod; Wasm sockets come with pod networking (issue 4)"),
-    ("Multiple Containers", "the httpd container needs a listening socket (issue 4), so it exits and the exec/network checks fail"),
-    ("sysctls", "no /proc/sys view for guests, and no IPC namespace to apply kernel.* sysctls to"),
-    ("HostNetwork is true", "the web server needs a listening socket (issue 4)"),
-    ("HostPID", "the nginx stand-in needs a listening socket (issue 4) and pgrep needs a /proc view"),
-    ("PodPID", "needs a /proc view listing the pod's instances as processes"),
-    ("ContainerPID", "needs a /proc view listing the pod's instances as processes"),
-    ("HostIpc", "needs /proc/sysvipc/shm (a Wasm guest has no System V IPC)"),
-    ("RunAs", "`id` reads /proc/self/status; there is no /proc view for guests yet"),
-    ("SupplementalGroups", "`id` reads /proc/self/status; there is no /proc view for guests yet"),
-    ("capability", "checks capability sets in /proc/self/status or needs `brctl`; a Wasm guest has no capabilities to add or drop"),
-    ("capabilities", "checks capability sets in /proc/self/status; a Wasm guest has no capabilities to add or drop"),
-    ("Privileged is true", "needs `brctl addbr` (a Wasm guest cannot create network devices)"),
-    ("Seccomp", "checks the Seccomp mode in /proc/self/status or sets the hostname; a Wasm guest makes no syscalls to filter and cannot set the hostname"),
-    ("seccomp", "checks the Seccomp mode in /proc/self/status or sets the hostname; a Wasm guest makes no syscalls to filter and cannot set the hostname"),
+    ("HostPID", "instances are threads of the pod process, not processes: a hostPID container cannot find the nginx stand-in by the pid in its pid file"),
+    ("ContainerPID", "a Wasm container is not a process, so it cannot have a PID namespace of its own: it shares the pod's, whose pid 1 is the pod process, never nginx"),
     ("NoNewPrivs", "needs the e2e nonewprivs image (a setuid Linux binary); privilege escalation does not exist for a Wasm guest"),
+    ("setting hostname", "needs `hostname NAME` (sethostname); a Wasm guest cannot set the hostname"),
+    ("setting host name", "needs `hostname NAME` (sethostname); a Wasm guest cannot set the hostname"),
+    ("seccomp localhost", "needs `chmod` (a Wasm guest cannot change modes through WASI) and a seccomp filter"),
+    ("seccomp default", "seccomp profiles are not applied (the guest makes no system calls and the pod process's threads are not filtered): /proc/self/status truthfully says Seccomp 0, not the 2 RuntimeDefault gives"),
+    ("adding capability", "the capability set is applied to the instance's thread, but the check is `brctl addbr` (a Wasm guest cannot create network devices)"),
+    ("dropping capability", "the capability set is applied to the instance's thread, but the check is `ping` (a Wasm guest cannot open raw sockets)"),
+    ("Privileged is true", "needs `brctl addbr` (a Wasm guest cannot create network devices)"),
 ]
 
 
@@ -69,7 +57,8 @@ def main():
         "(`[registries.\"registry.k8s.io\"] mirrors = [...]` for registry.k8s.io, k8s.gcr.io, gcr.io, "
         "public.ecr.aws): the busybox-style toolbox (`conformance/fixtures/toolbox/`) with its applets as "
         "`/bin/<applet>`, and images with the `User`, ports and tags the specs check "
-        "(`conformance/src/critest_images.rs`). No spec is faked: applets Wasm cannot honestly provide "
+        "(`conformance/src/critest_images.rs`). Pods get their network from Debian's CNI plugins (bridge, host-local, "
+        "portmap, loopback; the conflist is written by `critest.sh`). No spec is faked: applets Wasm cannot honestly provide "
         "(`mount`, `brctl`, `hostname NAME`, ...) are absent and the specs that need them fail.\n\n"
     )
     out.write(

@@ -10,11 +10,17 @@
 # fixture as busybox, its httpd as nginx/httpd, the user and tag test images), and gives the daemon a config
 # whose registry mirrors map registry.k8s.io, k8s.gcr.io, gcr.io and public.ecr.aws to that registry.
 #
+# Pods get a real network: the daemon's [cni] table points at a conflist written into the run's temp dir
+# (Debian's bridge on a bridge named after the run, with the host as gateway and no masquerading, host-local
+# addresses from 10.89.0.0/16 kept in the temp dir, portmap for hostPorts, loopback), so the networking specs
+# fetch pages from pod IPs and from 127.0.0.1:<hostPort>. The bridge is deleted at the end; portmap's
+# per-pod rules go with each pod's CNI DEL.
+#
 # Outputs in $OUT (default target/critest, or $WASM_CRI_ARTIFACTS when set): critest-junit.xml, critest.log,
 # critest-results.txt (one `passed|failed|skipped <spec name>` line per spec, sorted by name, to compare with a
 # committed ratchet), critest-images.txt (pushed names and digests), critest-daemon.log, critest-registry.log.
 # Needs: wasm-cri and wcri-fixture built (cargo build -p cri-server -p conformance), critest, crictl,
-# docker-registry, clang + wasi-libc, python3, curl.
+# docker-registry, clang + wasi-libc, python3, curl, containernetworking-plugins (/usr/lib/cni) and iptables.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,6 +42,7 @@ for bin in "$WASM_CRI_BIN" "$WCRI_FIXTURE" "$WCRI_REGISTRY_BIN" "$CRITEST" "$CRI
 done
 
 work=$(mktemp -d /tmp/wasm-cri-critest.XXXXXX)
+cni_bridge=wcrit$(( $$ % 100000 )) # interface names hold 15 bytes
 daemon_pid=
 registry_pid=
 cleanup() {
@@ -51,6 +58,7 @@ cleanup() {
     [[ $(readlink "/proc/$pid/cwd" 2>/dev/null) == "$work"/* ]] && kill -9 "$pid" 2>/dev/null
   done
   for ns in "$work"/state/netns/*; do [[ -e $ns ]] && umount -l "$ns" 2>/dev/null; done
+  ip link del "$cni_bridge" 2>/dev/null
   if [[ -n $registry_pid ]]; then
     kill "$registry_pid" 2>/dev/null && wait "$registry_pid" 2>/dev/null
   fi
@@ -93,6 +101,31 @@ echo "critest: pushed $(wc -l <"$OUT/critest-images.txt") images to $registry"
     printf '[registries."%s"]\nmirrors = ["http://%s"]\nfallback_to_origin = false\n\n' "$host" "$registry"
   done
 } >"$work/wasm-cri.toml"
+: "${CNI_BIN_DIR:=/usr/lib/cni}"
+mkdir -p "$work/net.d"
+cat >"$work/net.d/10-wasm-cri-critest.conflist" <<EOF
+{
+  "cniVersion": "1.0.0",
+  "name": "wasm-cri-critest",
+  "plugins": [
+    {
+      "type": "bridge",
+      "bridge": "$cni_bridge",
+      "isGateway": true,
+      "ipMasq": false,
+      "ipam": {
+        "type": "host-local",
+        "ranges": [[{"subnet": "10.89.0.0/16"}]],
+        "routes": [{"dst": "0.0.0.0/0"}],
+        "dataDir": "$work/cni-ipam"
+      }
+    },
+    {"type": "portmap", "capabilities": {"portMappings": true}},
+    {"type": "loopback"}
+  ]
+}
+EOF
+printf '[cni]\nconf_dir = "%s"\nbin_dirs = ["%s"]\n' "$work/net.d" "$CNI_BIN_DIR" >>"$work/wasm-cri.toml"
 cat >"$work/test-images.yaml" <<'EOF'
 defaultTestContainerImage: registry.k8s.io/e2e-test-images/busybox:1.29-2
 webServerTestImage: registry.k8s.io/e2e-test-images/nginx:1.14-2

@@ -3,7 +3,7 @@
 //! `k8s.gcr.io`, `gcr.io` and `public.ecr.aws` to that registry then serves them under their original
 //! names (see `conformance/critest.sh`).
 //!
-//! Each image is the toolbox at `/bin/busybox` with a relative symlink `/bin/<applet>` per applet, the
+//! Each image is the toolbox at `/bin/busybox` with a hard link `/bin/<applet>` per applet, the
 //! `/etc/passwd` and `/etc/group` of the busybox image, and whatever the original image adds on top
 //! (a file, a `User`, a web root). Contents and `User` values follow critest's `images/` Dockerfiles and
 //! the constants in `pkg/validate/consts.go`. The digest-pinned `test-image-digest@sha256:9700f9...` cannot
@@ -87,12 +87,13 @@ pub struct CritestImage {
     pub spec: ImageSpec,
 }
 
-/// The busybox image: the toolbox at `/bin/busybox`, one symlink per applet, `/etc/passwd`, `/etc/group`,
-/// `/tmp`, `/root`, `/home`, `/var/www`; `PATH` and `Cmd ["sh"]` as in the real image.
+/// The busybox image: the toolbox at `/bin/busybox`, one hard link per applet (as in the real image, so masking
+/// `/bin/ls` hides only ls), `/etc/passwd`, `/etc/group`, `/tmp`, `/root`, `/home`, `/var/www`; `PATH` and
+/// `Cmd ["sh"]` as in the real image.
 pub fn busybox_spec(toolbox: &Path, stands_in_for: &str) -> ImageSpec {
     let mut entries: Vec<LayerEntry> = APPLETS
         .iter()
-        .map(|a| LayerEntry::symlink(format!("/bin/{a}"), "busybox"))
+        .map(|a| LayerEntry::hardlink(format!("/bin/{a}"), "/bin/busybox"))
         .collect();
     entries.extend([
         LayerEntry::data("/etc/passwd", BUSYBOX_PASSWD),
@@ -413,9 +414,10 @@ mod tests {
         let busybox = &find(&all, "e2e-test-images/busybox:1.29-2").spec;
         for applet in APPLETS {
             assert!(
-                busybox
-                    .entries
-                    .contains(&LayerEntry::symlink(format!("/bin/{applet}"), "busybox")),
+                busybox.entries.contains(&LayerEntry::hardlink(
+                    format!("/bin/{applet}"),
+                    "/bin/busybox"
+                )),
                 "{applet}"
             );
         }

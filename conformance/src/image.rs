@@ -64,6 +64,9 @@ pub enum LayerEntry {
     /// A symbolic link. Prefer relative targets: a WASI guest cannot follow an absolute link whose target
     /// lies outside its pre-opened directory.
     Symlink { image_path: String, target: String },
+    /// A hard link to `target`, the absolute image path of a regular file (a local file or inline data) of the
+    /// same layer, as real busybox images link their applets (tar entry type `Link`).
+    Hardlink { image_path: String, target: String },
 }
 
 impl LayerEntry {
@@ -90,12 +93,20 @@ impl LayerEntry {
         }
     }
 
+    pub fn hardlink(image_path: impl Into<String>, target: impl Into<String>) -> Self {
+        Self::Hardlink {
+            image_path: image_path.into(),
+            target: target.into(),
+        }
+    }
+
     /// Absolute path inside the image.
     pub fn image_path(&self) -> &str {
         match self {
             Self::Dir { image_path, .. }
             | Self::Data { image_path, .. }
-            | Self::Symlink { image_path, .. } => image_path,
+            | Self::Symlink { image_path, .. }
+            | Self::Hardlink { image_path, .. } => image_path,
         }
     }
 }
@@ -242,6 +253,25 @@ pub fn build_layer_tar_with(files: &[LayerFile], entries: &[LayerEntry]) -> Resu
     {
         bail!("image path /{clash} is both a directory and a file");
     }
+    // Hard links name a regular file of this layer; tar needs it before the link (written last, below).
+    let regular: BTreeSet<&str> = files
+        .iter()
+        .map(|f| f.image_path.as_str())
+        .chain(entries.iter().filter_map(|e| match e {
+            LayerEntry::Data { image_path, .. } => Some(image_path.as_str()),
+            _ => None,
+        }))
+        .map(|p| p.trim_start_matches('/'))
+        .collect();
+    for entry in entries {
+        if let LayerEntry::Hardlink { image_path, target } = entry
+            && !regular.contains(target.trim_start_matches('/'))
+        {
+            bail!(
+                "hard link {image_path} -> {target}: the target is not a regular file of the layer"
+            );
+        }
+    }
     let mut builder = tar::Builder::new(Vec::new());
     // BTreeMap order (by path components) puts every parent before its children.
     for (dir, mode) in &dirs {
@@ -260,7 +290,7 @@ pub fn build_layer_tar_with(files: &[LayerFile], entries: &[LayerEntry]) -> Resu
         .chain(
             entries
                 .iter()
-                .filter(|e| !matches!(e, LayerEntry::Dir { .. }))
+                .filter(|e| !matches!(e, LayerEntry::Dir { .. } | LayerEntry::Hardlink { .. }))
                 .map(|e| (e.image_path(), Item::Entry(e))),
         )
         .collect();
@@ -288,8 +318,26 @@ pub fn build_layer_tar_with(files: &[LayerFile], entries: &[LayerEntry]) -> Resu
                     .append_link(&mut header, rel, target)
                     .with_context(|| format!("append symlink {image_path} -> {target}"))?;
             }
-            Item::Entry(LayerEntry::Dir { .. }) => {}
+            Item::Entry(LayerEntry::Dir { .. } | LayerEntry::Hardlink { .. }) => {}
         }
+    }
+    let mut links: Vec<(&str, &str)> = entries
+        .iter()
+        .filter_map(|e| match e {
+            LayerEntry::Hardlink { image_path, target } => Some((
+                image_path.trim_start_matches('/'),
+                target.trim_start_matches('/'),
+            )),
+            _ => None,
+        })
+        .collect();
+    links.sort();
+    for (rel, target) in links {
+        // Link names are archive paths like entry names (relative), as docker and buildkit write them.
+        let mut header = tar_header(tar::EntryType::Link, 0o755, 0);
+        builder
+            .append_link(&mut header, rel, target)
+            .with_context(|| format!("append hard link /{rel} -> /{target}"))?;
     }
     builder.into_inner().context("finish layer tar")
 }
@@ -580,6 +628,51 @@ mod tests {
             build_layer_tar(&files).unwrap(),
             build_layer_tar_with(&files, &[]).unwrap()
         );
+    }
+
+    #[test]
+    fn hard_links_follow_every_file_and_name_a_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = dir.path().join("tool");
+        std::fs::write(&local, b"tool").unwrap();
+        let files = [LayerFile::new(&local, "/bin/busybox")];
+        // "[" sorts before "busybox": the link must still come after its target.
+        let extra = [
+            LayerEntry::hardlink("/bin/[", "/bin/busybox"),
+            LayerEntry::hardlink("/bin/sh", "/bin/busybox"),
+            LayerEntry::data("/etc/motd", "hi"),
+            LayerEntry::hardlink("/etc/issue", "/etc/motd"),
+        ];
+        let got = entries(&build_layer_tar_with(&files, &extra).unwrap());
+        let summary: Vec<(&str, tar::EntryType, &str)> = got
+            .iter()
+            .map(|(p, k, _, l, _)| (p.as_str(), *k, l.as_str()))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("bin/", tar::EntryType::Directory, ""),
+                ("etc/", tar::EntryType::Directory, ""),
+                ("bin/busybox", tar::EntryType::Regular, ""),
+                ("etc/motd", tar::EntryType::Regular, ""),
+                ("bin/[", tar::EntryType::Link, "bin/busybox"),
+                ("bin/sh", tar::EntryType::Link, "bin/busybox"),
+                ("etc/issue", tar::EntryType::Link, "etc/motd"),
+            ]
+        );
+
+        let to_link = [
+            LayerEntry::symlink("/a", "b"),
+            LayerEntry::hardlink("/c", "/a"),
+        ];
+        assert!(build_layer_tar_with(&[], &to_link).is_err());
+        let missing = [LayerEntry::hardlink("/c", "/nowhere")];
+        assert!(build_layer_tar_with(&[], &missing).is_err());
+        let twice = [
+            LayerEntry::data("/a", "1"),
+            LayerEntry::hardlink("/a", "/a"),
+        ];
+        assert!(build_layer_tar_with(&[], &twice).is_err());
     }
 
     #[test]

@@ -37,6 +37,10 @@ pub struct PodConfig {
     pub dns: Option<DnsConfig>,
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
+    /// `linux.sysctls`.
+    pub sysctls: BTreeMap<String, String>,
+    /// `linux.security_context.namespace_options.ipc` NODE.
+    pub host_ipc: bool,
 }
 
 impl PodConfig {
@@ -52,7 +56,19 @@ impl PodConfig {
             dns: None,
             labels: BTreeMap::new(),
             annotations: BTreeMap::new(),
+            sysctls: BTreeMap::new(),
+            host_ipc: false,
         }
+    }
+
+    pub fn sysctl(mut self, name: &str, value: &str) -> Self {
+        self.sysctls.insert(name.to_string(), value.to_string());
+        self
+    }
+
+    pub fn host_ipc(mut self) -> Self {
+        self.host_ipc = true;
+        self
     }
 
     pub fn namespace(mut self, namespace: &str) -> Self {
@@ -110,6 +126,13 @@ impl PodConfig {
         if let Some(hostname) = &self.hostname {
             v["hostname"] = json!(hostname);
         }
+        if !self.sysctls.is_empty() {
+            v["linux"]["sysctls"] = json!(self.sysctls);
+        }
+        if self.host_ipc {
+            // CRI NamespaceMode NODE = 2.
+            v["linux"]["security_context"]["namespace_options"]["ipc"] = json!(2);
+        }
         if let Some(dir) = &self.log_directory {
             v["log_directory"] = json!(dir.to_string_lossy());
         }
@@ -156,6 +179,14 @@ pub struct ContainerConfig {
     pub stdin_once: bool,
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
+    /// `linux.security_context` identity: run_as_user, run_as_group, run_as_username, supplemental_groups.
+    pub run_as_user: Option<i64>,
+    pub run_as_group: Option<i64>,
+    pub run_as_username: Option<String>,
+    pub supplemental_groups: Vec<i64>,
+    /// `linux.security_context.capabilities`.
+    pub add_capabilities: Vec<String>,
+    pub drop_capabilities: Vec<String>,
 }
 
 impl ContainerConfig {
@@ -179,7 +210,39 @@ impl ContainerConfig {
             stdin_once: false,
             labels: BTreeMap::new(),
             annotations: BTreeMap::new(),
+            run_as_user: None,
+            run_as_group: None,
+            run_as_username: None,
+            supplemental_groups: Vec::new(),
+            add_capabilities: Vec::new(),
+            drop_capabilities: Vec::new(),
         }
+    }
+
+    pub fn capabilities(mut self, add: &[&str], drop: &[&str]) -> Self {
+        self.add_capabilities = add.iter().map(|s| s.to_string()).collect();
+        self.drop_capabilities = drop.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    pub fn run_as_user(mut self, uid: i64) -> Self {
+        self.run_as_user = Some(uid);
+        self
+    }
+
+    pub fn run_as_group(mut self, gid: i64) -> Self {
+        self.run_as_group = Some(gid);
+        self
+    }
+
+    pub fn run_as_username(mut self, name: &str) -> Self {
+        self.run_as_username = Some(name.to_string());
+        self
+    }
+
+    pub fn supplemental_groups(mut self, gids: &[i64]) -> Self {
+        self.supplemental_groups = gids.to_vec();
+        self
     }
 
     pub fn attempt(mut self, attempt: u32) -> Self {
@@ -331,6 +394,24 @@ impl ContainerConfig {
                 "masked_paths": self.masked_paths,
                 "readonly_paths": self.readonly_paths,
             });
+        }
+        if let Some(uid) = self.run_as_user {
+            v["linux"]["security_context"]["run_as_user"] = json!({ "value": uid });
+        }
+        if let Some(gid) = self.run_as_group {
+            v["linux"]["security_context"]["run_as_group"] = json!({ "value": gid });
+        }
+        if let Some(name) = &self.run_as_username {
+            v["linux"]["security_context"]["run_as_username"] = json!(name);
+        }
+        if !self.add_capabilities.is_empty() || !self.drop_capabilities.is_empty() {
+            v["linux"]["security_context"]["capabilities"] = json!({
+                "add_capabilities": self.add_capabilities,
+                "drop_capabilities": self.drop_capabilities,
+            });
+        }
+        if !self.supplemental_groups.is_empty() {
+            v["linux"]["security_context"]["supplemental_groups"] = json!(self.supplemental_groups);
         }
         v
     }

@@ -46,6 +46,14 @@ pub struct Cli {
     /// ephemeral port on loopback).
     #[arg(long, value_name = "IP:PORT")]
     pub stream_address: Option<SocketAddr>,
+    /// Directory whose first CNI config (.conflist, .conf, .json, by name) gives pods their network
+    /// (default /etc/cni/net.d).
+    #[arg(long, value_name = "DIR")]
+    pub cni_conf_dir: Option<PathBuf>,
+    /// Directory searched for CNI plugin binaries. Repeatable; replaces the configured list
+    /// (default /opt/cni/bin, /usr/lib/cni).
+    #[arg(long = "cni-bin-dir", value_name = "DIR")]
+    pub cni_bin_dirs: Vec<PathBuf>,
 }
 
 /// The config file's keys. Every key is documented in `deploy/config.toml`.
@@ -61,6 +69,17 @@ struct FileConfig {
     log_level: Option<String>,
     cgroup_driver: Option<CgroupDriver>,
     stream_address: Option<SocketAddr>,
+    /// `[cni]`: where pod network configs and plugins are.
+    cni: Option<CniFile>,
+}
+
+/// The `[cni]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CniFile {
+    conf_dir: Option<PathBuf>,
+    bin_dirs: Option<Vec<PathBuf>>,
+    plugin_timeout_seconds: Option<u64>,
 }
 
 /// The cgroup driver reported to the kubelet through the RuntimeConfig RPC.
@@ -86,6 +105,8 @@ pub struct Config {
     /// address actually bound (the daemon rewrites it before building the runtime), which is what the
     /// Exec/Attach/PortForward URLs name.
     pub stream_address: SocketAddr,
+    /// CNI config directory, plugin directories and the per-plugin timeout.
+    pub cni: cni::CniOptions,
 }
 
 /// Configuration problems, reported before the daemon starts.
@@ -124,6 +145,7 @@ impl Default for Config {
             log_level: "info".into(),
             cgroup_driver: CgroupDriver::Cgroupfs,
             stream_address: SocketAddr::from(([127, 0, 0, 1], 0)),
+            cni: cni::CniOptions::default(),
         }
     }
 }
@@ -158,6 +180,13 @@ impl Config {
             cfg.log_level = f.log_level.unwrap_or(cfg.log_level);
             cfg.cgroup_driver = f.cgroup_driver.unwrap_or(cfg.cgroup_driver);
             cfg.stream_address = f.stream_address.unwrap_or(cfg.stream_address);
+            if let Some(c) = f.cni {
+                cfg.cni.conf_dir = c.conf_dir.unwrap_or(cfg.cni.conf_dir);
+                cfg.cni.bin_dirs = c.bin_dirs.unwrap_or(cfg.cni.bin_dirs);
+                if let Some(secs) = c.plugin_timeout_seconds {
+                    cfg.cni.plugin_timeout = std::time::Duration::from_secs(secs.max(1));
+                }
+            }
         }
         if let Some(s) = &cli.socket {
             cfg.socket = socket_path(s)?;
@@ -175,6 +204,12 @@ impl Config {
         }
         if let Some(a) = cli.stream_address {
             cfg.stream_address = a;
+        }
+        if let Some(d) = &cli.cni_conf_dir {
+            cfg.cni.conf_dir = d.clone();
+        }
+        if !cli.cni_bin_dirs.is_empty() {
+            cfg.cni.bin_dirs = cli.cni_bin_dirs.clone();
         }
         Ok(cfg)
     }
@@ -245,6 +280,36 @@ mod tests {
         assert_eq!(c.insecure_registries, vec!["h:1", "h:2"]);
         assert_eq!(c.cgroup_driver, CgroupDriver::Systemd);
         assert_eq!(c.stream_address, "127.0.0.1:10010".parse().unwrap());
+    }
+
+    #[test]
+    fn cni_table_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(
+            &f,
+            "[cni]\nconf_dir = \"/etc/x/net.d\"\nbin_dirs = [\"/a\", \"/b\"]\nplugin_timeout_seconds = 5\n",
+        )
+        .unwrap();
+        let c = Config::load(&cli(&["--config", f.to_str().unwrap()])).unwrap();
+        assert_eq!(c.cni.conf_dir, PathBuf::from("/etc/x/net.d"));
+        assert_eq!(
+            c.cni.bin_dirs,
+            vec![PathBuf::from("/a"), PathBuf::from("/b")]
+        );
+        assert_eq!(c.cni.plugin_timeout, std::time::Duration::from_secs(5));
+        let c = Config::load(&cli(&[
+            "--config",
+            f.to_str().unwrap(),
+            "--cni-conf-dir",
+            "/flag",
+            "--cni-bin-dir",
+            "/c",
+        ]))
+        .unwrap();
+        assert_eq!(c.cni.conf_dir, PathBuf::from("/flag"));
+        assert_eq!(c.cni.bin_dirs, vec![PathBuf::from("/c")]);
+        assert!(parse("[cni]\nconfdir = \"/x\"\n").is_err());
     }
 
     #[test]

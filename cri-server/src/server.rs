@@ -47,7 +47,15 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
     config.stream_address = stream_listener
         .local_addr()
         .context("reading the streaming server's address")?;
-    let rt = Arc::new(Runtime::new(config.clone(), store, Arc::new(images), exe));
+    // Pod networks come from CNI plugins (pods keep loopback only while no CNI config exists).
+    let network = Arc::new(cni::CniBackend::new(config.cni.clone()));
+    let rt = Arc::new(Runtime::new(
+        config.clone(),
+        store,
+        Arc::new(images),
+        exe,
+        network,
+    ));
 
     crate::recovery::recover(&rt).await;
 

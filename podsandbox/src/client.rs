@@ -60,28 +60,38 @@ pub struct Spawned {
     pub child: tokio::process::Child,
 }
 
-/// Starts `exe pod` with `boot` on its stdin and the process's own log going to `log_path`.
-pub async fn spawn(exe: &Path, boot: &Bootstrap, log_path: &Path) -> Result<Spawned, ClientError> {
+/// Starts `exe pod` with `boot` on its stdin and the process's own log going to `log_path`. With
+/// `own_pid_namespace` the pod process is the first process (pid 1) of a new PID namespace: the pod's processes
+/// are its instances, as a Linux pod's are the processes of its containers.
+pub async fn spawn(
+    exe: &Path,
+    boot: &Bootstrap,
+    log_path: &Path,
+    own_pid_namespace: bool,
+) -> Result<Spawned, ClientError> {
+    let spawn_err = |source| ClientError::Spawn {
+        exe: exe.to_path_buf(),
+        source,
+    };
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log_path)
-        .map_err(|source| ClientError::Spawn {
-            exe: exe.to_path_buf(),
-            source,
-        })?;
-    let mut child = tokio::process::Command::new(exe)
+        .map_err(spawn_err)?;
+    let mut command = tokio::process::Command::new(exe);
+    command
         .arg("pod")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log))
         // The pod must outlive the daemon: never kill it because a handle was dropped.
-        .kill_on_drop(false)
-        .spawn()
-        .map_err(|source| ClientError::Spawn {
-            exe: exe.to_path_buf(),
-            source,
-        })?;
+        .kill_on_drop(false);
+    let mut child = if own_pid_namespace {
+        spawn_in_new_pid_namespace(command).await
+    } else {
+        command.spawn()
+    }
+    .map_err(spawn_err)?;
     let reply = tokio::time::timeout(BOOTSTRAP_TIMEOUT, exchange(&mut child, boot)).await;
     let reply = match reply {
         Ok(Ok(r)) => r,
@@ -119,6 +129,28 @@ pub async fn spawn(exe: &Path, boot: &Bootstrap, log_path: &Path) -> Result<Spaw
         start_time: reply.start_time,
         child,
     })
+}
+
+/// `unshare(CLONE_NEWPID)` changes the namespace the calling thread's *next child* is born in, and only one
+/// child can be that namespace's pid 1: so the fork happens on a throw-away thread that unshared first, never
+/// on a runtime worker. The runtime is entered there so the child is still reaped and its pipes still polled
+/// by it.
+async fn spawn_in_new_pid_namespace(
+    mut command: tokio::process::Command,
+) -> std::io::Result<tokio::process::Child> {
+    let runtime = tokio::runtime::Handle::current();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("pidns-spawn".into())
+        .spawn(move || {
+            let _entered = runtime.enter();
+            let spawned = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID)
+                .map_err(std::io::Error::from)
+                .and_then(|()| command.spawn());
+            let _ = tx.send(spawned);
+        })?;
+    rx.await
+        .unwrap_or_else(|_| Err(std::io::Error::other("the spawning thread panicked")))
 }
 
 async fn exchange(

@@ -28,6 +28,16 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     fs::File::open(dir)?.sync_all()
 }
 
+/// This process's pid as the node sees it. In a PID namespace of its own the pod process is pid 1 there, but
+/// the daemon knows it by its node pid: `/proc` (mounted by the node, so in the node's PID namespace) names
+/// it in its `self` link.
+pub fn node_pid() -> u32 {
+    fs::read_link("/proc/self")
+        .ok()
+        .and_then(|p| p.to_str().and_then(|s| s.parse().ok()))
+        .unwrap_or_else(std::process::id)
+}
+
 /// The start time of `pid` (field 22 of `/proc/<pid>/stat`, in clock ticks since boot). Together with the pid
 /// it identifies a process: a recycled pid has another start time. `None` if the process does not exist.
 pub fn process_start_time(pid: u32) -> Option<u64> {

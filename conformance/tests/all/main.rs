@@ -3,11 +3,15 @@
 
 mod client;
 mod cri;
+mod deploy;
 mod exec;
 mod fixtures;
 mod formats;
+mod identity;
+mod network;
 mod registry;
 mod restart;
 mod run;
+mod sockets;
 mod streaming;
 mod toolbox;

@@ -53,7 +53,7 @@ fn free_port() -> u16 {
 }
 
 /// A running `crictl port-forward`, killed on drop.
-struct PortForward {
+pub(crate) struct PortForward {
     child: Child,
     local: u16,
     stderr: mpsc::Receiver<String>,
@@ -61,7 +61,7 @@ struct PortForward {
 
 impl PortForward {
     /// Starts crictl and waits until it listens (it prints `Forwarding from 127.0.0.1:LOCAL`).
-    fn start(d: &Daemon, pod: &str, remote: u16, transport: &str) -> PortForward {
+    pub(crate) fn start(d: &Daemon, pod: &str, remote: u16, transport: &str) -> PortForward {
         let local = free_port();
         let ep = d.endpoint();
         let mut child = Command::new(crictl_bin())
@@ -106,7 +106,7 @@ impl PortForward {
     }
 
     /// Sends `msg`, half-closes, and returns everything the pod side answered.
-    fn exchange(&self, msg: &[u8]) -> Vec<u8> {
+    pub(crate) fn exchange(&self, msg: &[u8]) -> Vec<u8> {
         let mut conn = TcpStream::connect(("127.0.0.1", self.local)).unwrap();
         conn.set_read_timeout(Some(Duration::from_secs(30)))
             .unwrap();

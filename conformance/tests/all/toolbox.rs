@@ -2,7 +2,6 @@
 //! in-process by wasmtime over a temp root laid out like the critest busybox image (fast, no root), and
 //! as real containers of the critest stand-in images through wasm-cri and crictl (`root_*`).
 
-use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -66,7 +65,7 @@ fn module() -> &'static Module {
     MODULE.get_or_init(|| Module::from_file(engine(), toolbox_path()).unwrap())
 }
 
-/// A root file system like the critest busybox image: /bin/busybox, a relative symlink per applet,
+/// A root file system like the critest busybox image: /bin/busybox, a hard link per applet,
 /// /etc/{passwd,group,hostname}, /tmp.
 fn rootfs() -> tempfile::TempDir {
     let root = tempfile::tempdir().unwrap();
@@ -74,7 +73,7 @@ fn rootfs() -> tempfile::TempDir {
     std::fs::create_dir_all(&bin).unwrap();
     std::fs::copy(toolbox_path(), bin.join("busybox")).unwrap();
     for applet in APPLETS {
-        symlink("busybox", bin.join(applet)).unwrap();
+        std::fs::hard_link(bin.join("busybox"), bin.join(applet)).unwrap();
     }
     let etc = root.path().join("etc");
     std::fs::create_dir_all(&etc).unwrap();
@@ -243,6 +242,40 @@ fn shell_reports_missing_commands_like_ash() {
         sh("PATH=/nowhere; echo hi; cat /etc/hostname; echo $?; PATH=/bin; cat /etc/hostname");
     assert_eq!(out.code(0), "hi\n127\ntoolbox-host\n");
     assert_eq!(out.stderr, "sh: cat: not found\n");
+}
+
+/// A PATH entry that exists but is not a regular file (a masked path is a bind of /dev/null) is skipped, as ash
+/// does: a later regular file still runs, none means "Permission denied" and 127, prefixed with the shell's $0.
+/// With hard-linked applets, replacing /bin/ls leaves /bin/sh (the same busybox) working.
+#[test]
+fn shell_skips_path_entries_that_are_not_regular_files() {
+    let root = rootfs();
+    let ls = root.path().join("bin/ls");
+    std::fs::remove_file(&ls).unwrap();
+    nix::unistd::mkfifo(&ls, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    std::fs::create_dir_all(root.path().join("usr/local/bin/cat")).unwrap();
+    let run = |argv: &[&str]| run_in(root.path(), argv, "", &[], Duration::from_secs(60));
+
+    let out = run(&["/bin/sh", "-c", "ls"]);
+    assert_eq!(out.code(127), "");
+    assert_eq!(out.stderr, "/bin/sh: ls: Permission denied\n");
+    let out = run(&["sh", "-c", "ls /; echo $?; cat /etc/hostname", "myname"]);
+    assert_eq!(out.code(0), "127\ntoolbox-host\n");
+    assert_eq!(out.stderr, "myname: ls: Permission denied\n");
+    // A path given with '/' is executed as is: a non-regular file there is 126, as an exec failing with EACCES.
+    let out = run(&["sh", "-c", "/usr/local/bin/cat; echo $?"]);
+    assert_eq!(out.code(0), "126\n");
+    assert_eq!(out.stderr, "sh: /usr/local/bin/cat: Permission denied\n");
+    // env reports like busybox env.
+    let out = run(&["env", "ls"]);
+    assert_eq!(out.code(126), "");
+    assert_eq!(out.stderr, "env: can't execute 'ls': Permission denied\n");
+    let out = run(&["env", "nosuch"]);
+    assert_eq!(out.code(127), "");
+    assert_eq!(
+        out.stderr,
+        "env: can't execute 'nosuch': No such file or directory\n"
+    );
 }
 
 #[test]
@@ -793,6 +826,107 @@ fn root_command_not_found_exits_127() {
     );
     assert_exit(&d, &missing, 127);
     assert_eq!(stderr_of(&missing.log), ["sh: nosuch: not found"]);
+}
+
+/// What critest's ReadOnlyRootfs, ReadonlyPaths, MaskedPaths and recursive read-only mount specs check, through
+/// the real daemon with the busybox stand-in: the kernel's EROFS reaches `touch` as "Read-only file system",
+/// and masking `/bin/ls` (a hard link to busybox) hides ls but not the shell.
+#[test]
+fn root_read_only_and_masked_paths_behave_like_busybox() {
+    if skip_unless_root() {
+        return;
+    }
+    let (reg, d) = critest_setup();
+    let image = reg.image_ref("e2e-test-images/busybox:1.29-2");
+    d.pull(&image).unwrap();
+    // critest's recursive read-only volume: a host directory with a tmpfs mounted below it.
+    let host = tempfile::tempdir().unwrap();
+    let sub = host.path().join("tmpfs");
+    std::fs::create_dir_all(&sub).unwrap();
+    nix::mount::mount(
+        Some("tmpfs"),
+        &sub,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .unwrap();
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+    let _unmount = Unmount(sub);
+    let pod = d.pod_config("toolbox-ro");
+    let pod_id = d.run_pod(&pod).unwrap();
+
+    let c = ContainerConfig::new("ro-rootfs", &image)
+        .command([
+            "sh",
+            "-c",
+            "touch test.go && [ -f test.go ] && echo 'Found'",
+        ])
+        .readonly_rootfs();
+    let id = d.create_container(&pod_id, &c, &pod).unwrap();
+    d.start_container(&id).unwrap();
+    let ro_rootfs = Started {
+        id,
+        log: d.container_log_path(&pod, &c).unwrap(),
+    };
+    let c = ContainerConfig::new("paths", &image)
+        .command(["sh", "-c", "top"])
+        .masked_path("/bin/ls")
+        .readonly_path("/tmp")
+        .mount_rro("/mnt", host.path());
+    let id = d.create_container(&pod_id, &c, &pod).unwrap();
+    d.start_container(&id).unwrap();
+
+    assert_exit(&d, &ro_rootfs, 1);
+    assert_eq!(
+        stderr_of(&ro_rootfs.log),
+        ["touch: test.go: Read-only file system"]
+    );
+
+    wait_until("container runs", Duration::from_secs(120), || {
+        Ok(container_state(&d.endpoint(), &id)? == "CONTAINER_RUNNING")
+    })
+    .unwrap();
+    let cri = crate::client::Cri::connect(d.socket());
+    let exec = |cmd: &[&str]| {
+        let mut rt = cri.runtime.clone();
+        let req = proto::cri::ExecSyncRequest {
+            container_id: id.clone(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            timeout: 60,
+        };
+        let r = cri
+            .run(async move { rt.exec_sync(req).await.map(|r| r.into_inner()) })
+            .unwrap();
+        (
+            r.exit_code,
+            String::from_utf8_lossy(&r.stdout).into_owned(),
+            String::from_utf8_lossy(&r.stderr).into_owned(),
+        )
+    };
+    let (code, _, err) = exec(&["/bin/sh", "-c", "ls"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (127, "/bin/sh: ls: Permission denied\n")
+    );
+    let (code, out, _) = exec(&["/bin/sh", "-c", "echo still here; cat /bin/ls | wc -c"]);
+    assert_eq!((code, out.as_str()), (0, "still here\n0\n"));
+    let (code, _, err) = exec(&["touch", "/tmp/test"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (1, "touch: /tmp/test: Read-only file system\n")
+    );
+    let (code, out, err) = exec(&[
+        "sh",
+        "-c",
+        r#"touch /mnt/tmpfs/foo 2>&1 | grep -q "Read-only file system" && echo refused"#,
+    ]);
+    assert_eq!((code, out.as_str()), (0, "refused\n"), "{err}");
 }
 
 #[test]

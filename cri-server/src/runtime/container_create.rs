@@ -10,7 +10,7 @@ use proto::cri::{ContainerConfig, CreateContainerRequest, CreateContainerRespons
 use proto::pod::{ContainerSpec, Preopen};
 use tracing::info;
 
-use super::{Cleanup, Runtime, now_nanos, rootfs};
+use super::{Cleanup, Runtime, capabilities, identity, listen_ports, now_nanos, rootfs};
 use crate::error::ServerError;
 use crate::ids::new_id;
 use crate::state::{Container, ContainerMeta, SandboxState, persist_remove_dir};
@@ -177,6 +177,19 @@ impl Runtime {
             .map(|r| r.memory_limit_in_bytes)
             .filter(|m| *m > 0)
             .unwrap_or(0) as u64;
+        let mut run_as = identity::resolve(security, &image.config.user, &root)?;
+        run_as.capabilities = capabilities::resolve(security)?;
+        let user = crate::state::ContainerUser {
+            uid: run_as.uid,
+            gid: run_as.gid,
+            supplemental_groups: run_as.additional_gids.clone(),
+        };
+        let listen_ports = listen_ports::listen_ports(
+            &config.annotations,
+            &sandbox.meta.config.annotations,
+            config.metadata.as_ref().map_or("", |m| m.name.as_str()),
+            &image.config.exposed_ports,
+        )?;
         let spec = ContainerSpec {
             id: id.clone(),
             wasm_path: host_program.display().to_string(),
@@ -192,6 +205,8 @@ impl Runtime {
             readonly_paths: security
                 .map(|s| s.readonly_paths.clone())
                 .unwrap_or_default(),
+            run_as: Some(run_as),
+            listen_ports,
         };
 
         let mut client = sandbox.client().ok_or_else(|| {
@@ -237,6 +252,7 @@ impl Runtime {
             image_ref,
             log_path,
             rootfs: root,
+            user: Some(user),
         };
         let container = Container::create(dir, meta)?;
         self.store

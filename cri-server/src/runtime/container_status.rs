@@ -56,6 +56,16 @@ fn cri_status(c: &Container) -> ContainerStatus {
         log_path: c.meta.log_path.display().to_string(),
         resources: None,
         image_id: c.meta.image_id.clone(),
-        user: None,
+        user: c.meta.user.as_ref().map(|u| proto::cri::ContainerUser {
+            linux: Some(proto::cri::LinuxContainerUser {
+                uid: i64::from(u.uid),
+                gid: i64::from(u.gid),
+                supplemental_groups: u
+                    .supplemental_groups
+                    .iter()
+                    .map(|g| i64::from(*g))
+                    .collect(),
+            }),
+        }),
     }
 }

@@ -2,6 +2,7 @@
 //! but know nothing of gRPC transport, so tests can call them directly.
 
 mod attach;
+mod capabilities;
 mod cleanup;
 mod container_create;
 mod container_list;
@@ -16,11 +17,15 @@ mod etc_files;
 mod exec;
 mod exec_in_pod;
 mod exec_sync;
+mod handlers;
+mod identity;
 mod image_fs_info;
 mod image_list;
 mod image_pull;
 mod image_remove;
 mod image_status;
+mod listen_ports;
+mod pod_network;
 mod port_forward;
 mod rootfs;
 mod runtime_config;
@@ -33,6 +38,7 @@ mod sandbox_status;
 mod sandbox_stop;
 mod status;
 mod stream_backend;
+mod sysctls;
 mod update_runtime_config;
 mod version;
 
@@ -66,10 +72,18 @@ pub struct Runtime {
     pod_cidr: Mutex<String>,
     /// Exec/Attach/PortForward requests waiting for their client at the streaming server.
     pub stream_tokens: Arc<TokenCache>,
+    /// Gives pods their network (CNI plugins in the daemon; chosen by the caller of [`Runtime::new`]).
+    pub network: Arc<dyn cni::NetworkBackend>,
 }
 
 impl Runtime {
-    pub fn new(config: Config, store: Store, images: Arc<ImageStore>, exe: PathBuf) -> Runtime {
+    pub fn new(
+        config: Config,
+        store: Store,
+        images: Arc<ImageStore>,
+        exe: PathBuf,
+        network: Arc<dyn cni::NetworkBackend>,
+    ) -> Runtime {
         Runtime {
             config,
             store,
@@ -78,6 +92,7 @@ impl Runtime {
             name_locks: DashMap::new(),
             pod_cidr: Mutex::new(String::new()),
             stream_tokens: Arc::new(TokenCache::new()),
+            network,
         }
     }
 
@@ -125,6 +140,7 @@ mod tests {
             Store::load(dir).unwrap(),
             Arc::new(images),
             PathBuf::from("/nonexistent"),
+            Arc::new(cni::NoNetwork),
         )
     }
 

@@ -1,5 +1,6 @@
-//! CRI `RemovePodSandbox`: stops the sandbox if needed, removes its containers, network namespace, state and
-//! records.
+//! CRI `RemovePodSandbox`: stops the sandbox if needed, removes its containers, detaches its network once more
+//! (CNI DEL is idempotent; this one catches what a failed earlier DEL left), removes the network namespace,
+//! state and records.
 //!
 //! Idempotent: api.proto (RemovePodSandbox) says it "must not return an error if the sandbox has already been
 //! removed", so an unknown id is a success.
@@ -29,6 +30,7 @@ impl Runtime {
             self.remove_container_files(&c)?;
             self.store.containers.remove(&c.meta.id);
         }
+        self.detach_pod_network(&sandbox, true).await?;
         if let Some(ns) = &sandbox.meta.netns {
             cni::netns::remove_path(ns).map_err(|source| ServerError::Net {
                 op: "removing the pod network namespace".into(),

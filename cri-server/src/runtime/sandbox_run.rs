@@ -1,4 +1,5 @@
-//! CRI `RunPodSandbox`: state directory, network namespace, /etc files, and the pod process.
+//! CRI `RunPodSandbox`: state directory, network namespace and its network (CNI ADD), /etc files, and the pod
+//! process.
 
 use std::sync::Arc;
 
@@ -6,7 +7,7 @@ use proto::cri::{NamespaceMode, RunPodSandboxRequest, RunPodSandboxResponse};
 use proto::pod::{Bootstrap, PROTOCOL_VERSION};
 use tracing::info;
 
-use super::{Cleanup, Runtime, etc_files, now_nanos};
+use super::{Cleanup, Runtime, etc_files, now_nanos, sysctls};
 use crate::error::ServerError;
 use crate::ids::new_id;
 use crate::state::{Sandbox, SandboxMeta, SandboxRecord, SandboxState, sandbox::sandbox_name_key};
@@ -30,6 +31,7 @@ impl Runtime {
                 "config.metadata.name and config.metadata.namespace must not be empty".into(),
             ));
         }
+        super::handlers::check(&req.runtime_handler)?;
 
         // A kubelet that timed out retries with the same name and attempt. Serialise on that name and hand
         // back the sandbox the first call made, instead of refusing the retry or making a twin.
@@ -80,12 +82,24 @@ impl Runtime {
                 .map_err(|e| ServerError::io("creating log directory", &config.log_directory, e))?;
         }
 
-        let host_network = config
+        let namespaces = config
             .linux
             .as_ref()
             .and_then(|l| l.security_context.as_ref())
-            .and_then(|s| s.namespace_options.as_ref())
-            .is_some_and(|n| n.network == NamespaceMode::Node as i32);
+            .and_then(|s| s.namespace_options.as_ref());
+        let host_network = namespaces.is_some_and(|n| n.network == NamespaceMode::Node as i32);
+        let host_ipc = namespaces.is_some_and(|n| n.ipc == NamespaceMode::Node as i32);
+        let host_pid = namespaces.is_some_and(|n| n.pid == NamespaceMode::Node as i32);
+        let sysctls = match config.linux.as_ref() {
+            Some(linux) => sysctls::validate(
+                &linux.sysctls,
+                sysctls::PodNamespaces {
+                    ipc: !host_ipc,
+                    network: !host_network,
+                },
+            )?,
+            None => Default::default(),
+        };
         let netns = if host_network {
             None
         } else {
@@ -101,10 +115,19 @@ impl Runtime {
             });
             Some(ns)
         };
+        // The network is attached before the pod process starts, so its Wasm sees eth0 from the first
+        // instruction (as a container sees its network when its process starts).
+        let network = match &netns {
+            Some(ns) => {
+                self.attach_pod_network(&id, &config, ns.path(), &mut cleanup)
+                    .await?
+            }
+            None => None,
+        };
 
         etc_files::write_all(&state_dir.join("etc"), &config)?;
 
-        let meta = SandboxMeta::new(
+        let mut meta = SandboxMeta::new(
             id.clone(),
             config,
             now_nanos(),
@@ -112,6 +135,7 @@ impl Runtime {
             netns.as_ref().map(|n| n.path().to_path_buf()),
             state_dir.clone(),
         );
+        meta.network = network;
         let boot = Bootstrap {
             protocol_version: PROTOCOL_VERSION,
             pod_id: id.clone(),
@@ -122,13 +146,24 @@ impl Runtime {
                 .unwrap_or_default(),
             socket_path: meta.socket.display().to_string(),
             state_dir: state_dir.display().to_string(),
+            private_ipc: !host_ipc,
+            sysctls: sysctls.into_iter().collect(),
         };
-        let spawned = podsandbox::client::spawn(&self.exe, &boot, &state_dir.join("pod.log"))
-            .await
-            .map_err(|source| ServerError::Pod {
-                op: "starting the pod process".into(),
-                source,
-            })?;
+        // hostPID pods share the node's PID namespace; POD and CONTAINER get the pod's own (a Wasm container is
+        // not a process, so it cannot have a namespace of its own: it shares the pod's, as with
+        // shareProcessNamespace).
+        let own_pid_namespace = !host_pid && nix::unistd::geteuid().is_root();
+        let spawned = podsandbox::client::spawn(
+            &self.exe,
+            &boot,
+            &state_dir.join("pod.log"),
+            own_pid_namespace,
+        )
+        .await
+        .map_err(|source| ServerError::Pod {
+            op: "starting the pod process".into(),
+            source,
+        })?;
         {
             let pid = spawned.pid;
             cleanup.push("pod process", move || {

@@ -1,10 +1,11 @@
 //! CRI `PodSandboxStatus`.
 
 use proto::cri::{
-    LinuxPodSandboxStatus, Namespace, PodSandboxNetworkStatus, PodSandboxStatus,
+    LinuxPodSandboxStatus, Namespace, PodIp, PodSandboxNetworkStatus, PodSandboxStatus,
     PodSandboxStatusRequest, PodSandboxStatusResponse,
 };
 
+use super::pod_network::reported_ips;
 use super::{Runtime, info_map, now_nanos};
 use crate::error::ServerError;
 use crate::state::Sandbox;
@@ -26,6 +27,8 @@ impl Runtime {
                 "podSocket": sandbox.meta.socket,
                 "notReadyReason": rec.reason,
                 "config": sandbox.meta.config,
+                "network": sandbox.meta.network,
+                "networkDetached": rec.network_detached,
             }))
         } else {
             Default::default()
@@ -51,8 +54,7 @@ fn sandbox_status(sandbox: &Sandbox) -> PodSandboxStatus {
         metadata: Some(sandbox.metadata()),
         state: sandbox.state().to_cri() as i32,
         created_at: sandbox.meta.created_at,
-        // Pods have a loopback-only network namespace until pod networking lands: no pod IP to report.
-        network: Some(PodSandboxNetworkStatus::default()),
+        network: Some(network_status(sandbox)),
         linux: Some(LinuxPodSandboxStatus {
             namespaces: Some(Namespace {
                 options: namespace_options,
@@ -61,5 +63,18 @@ fn sandbox_status(sandbox: &Sandbox) -> PodSandboxStatus {
         labels: config.labels.clone(),
         annotations: config.annotations.clone(),
         runtime_handler: sandbox.meta.runtime_handler.clone(),
+    }
+}
+
+/// The pod IP (IPv4 first) and the rest as additional IPs; empty for hostNetwork, loopback-only and stopped
+/// pods.
+fn network_status(sandbox: &Sandbox) -> PodSandboxNetworkStatus {
+    let (ip, additional) = reported_ips(sandbox);
+    PodSandboxNetworkStatus {
+        ip: ip.map(|ip| ip.to_string()).unwrap_or_default(),
+        additional_ips: additional
+            .into_iter()
+            .map(|ip| PodIp { ip: ip.to_string() })
+            .collect(),
     }
 }

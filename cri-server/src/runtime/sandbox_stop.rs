@@ -1,5 +1,5 @@
-//! CRI `StopPodSandbox`: stops every container, then the pod process. The sandbox stays (NotReady) until
-//! RemovePodSandbox.
+//! CRI `StopPodSandbox`: stops every container, then the pod process, then tears the pod's network down (CNI
+//! DEL, as containerd does at stop). The sandbox stays (NotReady) until RemovePodSandbox.
 //!
 //! Idempotent: api.proto (StopPodSandbox) says the call "must not return an error if all relevant resources
 //! have already been reclaimed", so an unknown or already stopped sandbox is a success.
@@ -30,10 +30,11 @@ impl Runtime {
         Ok(StopPodSandboxResponse {})
     }
 
-    /// Stops the containers and the pod process of `sandbox`, leaving it NotReady.
+    /// Stops the containers and the pod process of `sandbox`, leaving it NotReady, and detaches its network.
     pub(crate) async fn stop_sandbox(&self, sandbox: &Sandbox) -> Result<(), ServerError> {
         if sandbox.state() == SandboxState::NotReady {
-            return Ok(());
+            // A pod process that died, or a stop whose network teardown failed: the network may still be up.
+            return self.detach_pod_network(sandbox, false).await;
         }
         let id = &sandbox.meta.id;
         sandbox.begin_stop();
@@ -77,6 +78,7 @@ impl Runtime {
                 r.reason = "stopped".into();
             })?;
         }
+        self.detach_pod_network(sandbox, false).await?;
         info!(pod_id = %id, "pod sandbox stopped");
         Ok(())
     }

@@ -15,21 +15,24 @@ impl Runtime {
             reason: String::new(),
             message: String::new(),
         };
-        // Pods get their own (loopback-only) network namespace; that needs the privilege to create one.
-        let can_netns = nix::unistd::geteuid().is_root();
-        let network_ready = RuntimeCondition {
-            r#type: "NetworkReady".into(),
-            status: can_netns,
-            reason: if can_netns {
-                String::new()
-            } else {
-                "NoNetworkNamespacePrivilege".into()
-            },
-            message: if can_netns {
-                String::new()
-            } else {
-                "wasm-cri is not running as root and cannot create pod network namespaces".into()
-            },
+        // Pods get their own network namespace, which needs the privilege to create one, and their network
+        // from the backend (CNI: ready once a config exists; pods still run, loopback only, without one).
+        let network_ready = if nix::unistd::geteuid().is_root() {
+            let status = self.network.status();
+            RuntimeCondition {
+                r#type: "NetworkReady".into(),
+                status: status.ready,
+                reason: status.reason,
+                message: status.message,
+            }
+        } else {
+            RuntimeCondition {
+                r#type: "NetworkReady".into(),
+                status: false,
+                reason: "NoNetworkNamespacePrivilege".into(),
+                message: "wasm-cri is not running as root and cannot create pod network namespaces"
+                    .into(),
+            }
         };
         let mut info = std::collections::HashMap::new();
         if req.verbose {
@@ -40,6 +43,8 @@ impl Runtime {
                     "state": self.config.state,
                     "socket": self.config.socket,
                     "insecureRegistries": self.config.insecure_registries,
+                    "cniConfDir": self.config.cni.conf_dir,
+                    "cniBinDirs": self.config.cni.bin_dirs,
                 })
                 .to_string(),
             );
@@ -49,15 +54,22 @@ impl Runtime {
                 conditions: vec![runtime_ready, network_ready],
             }),
             info,
-            // One handler (the default, ""), advertising only features it really has.
-            runtime_handlers: vec![RuntimeHandler {
-                name: String::new(),
-                features: Some(RuntimeHandlerFeatures {
-                    recursive_read_only_mounts: supports_recursive_read_only(),
-                    user_namespaces: false,
-                }),
-            }],
-            features: None,
+            // Every handler name runs pods the same way, so each advertises the same features, and only
+            // features it really has. The kubelet looks up its pod's RuntimeClass handler by name here.
+            runtime_handlers: super::handlers::HANDLERS
+                .iter()
+                .map(|name| RuntimeHandler {
+                    name: (*name).to_string(),
+                    features: Some(RuntimeHandlerFeatures {
+                        recursive_read_only_mounts: supports_recursive_read_only(),
+                        user_namespaces: false,
+                    }),
+                })
+                .collect(),
+            // Merge and Strict are both applied (`identity.rs`) and ContainerStatus reports the user.
+            features: Some(proto::cri::RuntimeFeatures {
+                supplemental_groups_policy: true,
+            }),
         }
     }
 }

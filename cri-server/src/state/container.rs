@@ -50,6 +50,17 @@ pub struct ContainerMeta {
     pub log_path: PathBuf,
     /// This container's private copy of the image files.
     pub rootfs: PathBuf,
+    /// Who the container runs as (resolved at create); absent in records written before it was kept.
+    #[serde(default)]
+    pub user: Option<ContainerUser>,
+}
+
+/// A container's Linux identity as CRI `ContainerStatus.user` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerUser {
+    pub uid: u32,
+    pub gid: u32,
+    pub supplemental_groups: Vec<u32>,
 }
 
 /// The mutable part.

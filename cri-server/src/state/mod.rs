@@ -15,7 +15,7 @@ use std::sync::Arc;
 use dashmap::DashMap;
 use tracing::warn;
 
-pub use container::{Container, ContainerMeta, ContainerRecord, ContainerState};
+pub use container::{Container, ContainerMeta, ContainerRecord, ContainerState, ContainerUser};
 pub use persist::remove_dir as persist_remove_dir;
 pub use sandbox::{Sandbox, SandboxMeta, SandboxRecord, SandboxState};
 

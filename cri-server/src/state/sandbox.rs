@@ -34,6 +34,10 @@ pub struct SandboxMeta {
     /// Volatile directory of the pod process (socket, its log, exit records, /etc files).
     pub state_dir: PathBuf,
     pub socket: PathBuf,
+    /// What the network backend attached (pod IPs, and for CNI the exact plugin list, parameters and result),
+    /// so DEL after a restart or a config change undoes exactly that. `None`: loopback only.
+    #[serde(default)]
+    pub network: Option<cni::Attachment>,
 }
 
 /// The mutable part.
@@ -47,6 +51,9 @@ pub struct SandboxRecord {
     /// Why the sandbox is not ready, when it is not.
     #[serde(default)]
     pub reason: String,
+    /// Set once the network backend detached the pod (at StopPodSandbox): no pod IP is reported from then on.
+    #[serde(default)]
+    pub network_detached: bool,
 }
 
 pub struct Sandbox {
@@ -166,6 +173,7 @@ impl SandboxRecord {
             pid,
             start_time,
             reason: String::new(),
+            network_detached: false,
         }
     }
 }
@@ -189,6 +197,7 @@ impl SandboxMeta {
             netns,
             state_dir,
             socket,
+            network: None,
         }
     }
 }

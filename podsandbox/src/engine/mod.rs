@@ -4,6 +4,9 @@
 //! - [`detect`]: core module vs component vs "not Wasm", from the file's bytes.
 //! - [`run`](mod@run): one container run, raced against a stop; [`status`]: how it ended.
 //! - [`limits`]: the per-store memory limiter; [`wasi`]: the WASI context built from a [`RunSpec`].
+//! - [`p1_rofs`]: preview 1 path calls that report the kernel's read-only refusals as `rofs`, not `io`, using
+//!   [`read_only_fs`] to ask the kernel.
+//! - [`p1_sockets`]: pre-opened TCP listeners and accepted connections for preview 1 guests (`LISTEN_FDS`).
 //! - [`usage`]: per-container CPU time and memory counters, read by the stats RPC.
 //! - [`stdin`]: a guest stdin fed by the host (exec).
 //! - [`error`]: the [`EngineError`] type.
@@ -12,6 +15,9 @@ pub mod config;
 pub mod detect;
 pub mod error;
 pub mod limits;
+pub mod p1_rofs;
+pub mod p1_sockets;
+pub mod read_only_fs;
 pub mod run;
 pub mod status;
 pub mod stdin;
@@ -25,7 +31,7 @@ use wasmtime::Module;
 use wasmtime::component::Component;
 
 pub use error::EngineError;
-pub use run::{Preopen, RunSpec, run};
+pub use run::{BeforeGuest, BeforeGuestError, Preopen, RunSpec, run};
 pub use status::{ExitReason, ExitStatus};
 pub use stdin::GuestStdin;
 pub use usage::Usage;
@@ -89,6 +95,14 @@ impl Engine {
                 source: boxed(e),
             })?;
         module.allow_shadowing(false);
+        p1_rofs::add_to_linker(&mut module).map_err(|e| EngineError::LinkWasi {
+            abi: "preview1",
+            source: boxed(e),
+        })?;
+        p1_sockets::add_to_linker(&mut module).map_err(|e| EngineError::LinkWasi {
+            abi: "preview1",
+            source: boxed(e),
+        })?;
         let mut component = wasmtime::component::Linker::new(&inner);
         wasmtime_wasi::p2::add_to_linker_async(&mut component).map_err(|e| {
             EngineError::LinkWasi {
@@ -152,5 +166,7 @@ impl Engine {
     }
 }
 
+#[cfg(test)]
+mod test_mounts;
 #[cfg(test)]
 mod tests;

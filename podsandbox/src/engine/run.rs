@@ -47,6 +47,36 @@ pub struct RunSpec {
     pub cwd: Option<String>,
     /// Where the run's CPU time and memory are counted (read by the stats RPC while it runs).
     pub usage: Arc<Usage>,
+    /// TCP ports bound for a core module and handed to it as pre-opened listening sockets (`LISTEN_FDS`, see
+    /// `p1_sockets`); bound when the run starts, closed when it ends. Components bind their own through
+    /// `wasi:sockets` and ignore this.
+    pub listen_ports: Vec<u16>,
+    /// Runs once the guest's directories and sockets are open and before the guest starts, on the thread that
+    /// will run it (the pod gives the thread the container's identity here: the pod process opens the
+    /// container's files as root, as a runtime sets up a container's mounts before the process starts, and
+    /// the guest then reaches them with its own identity only). An error means the program does not start.
+    pub before_guest: Option<BeforeGuest>,
+}
+
+/// The hook of [`RunSpec::before_guest`].
+pub struct BeforeGuest(pub Box<dyn FnOnce() -> Result<(), BeforeGuestError> + Send + Sync>);
+
+/// Why the hook refused to let the guest start.
+pub type BeforeGuestError = Box<dyn std::error::Error + Send + Sync>;
+
+impl std::fmt::Debug for BeforeGuest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BeforeGuest(..)")
+    }
+}
+
+/// Runs the hook, if any; `Some(status)` when the guest must not start.
+fn before_guest(hook: Option<BeforeGuest>) -> Option<ExitStatus> {
+    let hook = hook?;
+    match (hook.0)() {
+        Ok(()) => None,
+        Err(e) => Some(ExitStatus::not_started(&*e)),
+    }
 }
 
 /// Runs `program` to completion, or until `stop` resolves, and reports how it ended. Output still buffered in
@@ -54,15 +84,18 @@ pub struct RunSpec {
 pub async fn run(
     engine: &Engine,
     program: &Program,
-    spec: RunSpec,
+    mut spec: RunSpec,
     stop: impl Future<Output = ()>,
 ) -> ExitStatus {
     let (stdout, stderr) = (spec.stdout.clone(), spec.stderr.clone());
     let usage = Arc::clone(&spec.usage);
+    let hook = spec.before_guest.take();
     let instance = async {
         match program {
-            Program::Module(module) => run_module(engine, module, &spec, stop).await,
-            Program::Component(component) => run_component(engine, component, &spec, stop).await,
+            Program::Module(module) => run_module(engine, module, &spec, hook, stop).await,
+            Program::Component(component) => {
+                run_component(engine, component, &spec, hook, stop).await
+            }
         }
     };
     // Instantiation counts as the container's CPU time (as a process's startup does); compilation at create
@@ -79,12 +112,16 @@ async fn run_module(
     engine: &Engine,
     module: &wasmtime::Module,
     spec: &RunSpec,
+    hook: Option<BeforeGuest>,
     stop: impl Future<Output = ()>,
 ) -> ExitStatus {
     let state = match wasi::module_state(spec) {
         Ok(state) => state,
         Err(e) => return ExitStatus::not_started(&e),
     };
+    if let Some(refused) = before_guest(hook) {
+        return refused;
+    }
     let mut store = Store::new(engine.wasmtime(), state);
     store.limiter(|s: &mut ModuleState| &mut s.limiter);
     arm_epoch(&mut store);
@@ -118,12 +155,16 @@ async fn run_component(
     engine: &Engine,
     component: &wasmtime::component::Component,
     spec: &RunSpec,
+    hook: Option<BeforeGuest>,
     stop: impl Future<Output = ()>,
 ) -> ExitStatus {
     let state = match wasi::component_state(spec) {
         Ok(state) => state,
         Err(e) => return ExitStatus::not_started(&e),
     };
+    if let Some(refused) = before_guest(hook) {
+        return refused;
+    }
     let mut store = Store::new(engine.wasmtime(), state);
     store.limiter(|s: &mut ComponentState| &mut s.limiter);
     arm_epoch(&mut store);

@@ -28,6 +28,8 @@ fn spec(dir: &Path, args: &[&str]) -> (RunSpec, PathBuf) {
         memory_limit: None,
         cwd: None,
         usage: Usage::new(),
+        listen_ports: Vec::new(),
+        before_guest: None,
     };
     (spec, log_path)
 }
@@ -423,4 +425,126 @@ async fn component_run_result_maps_to_exit_code() {
         "{}",
         status.message
     );
+}
+
+/// A module that makes one preview 1 call against pre-open fd 3 and exits with the errno it got. `call` is the
+/// WAT call expression; the strings "file" (at 64), "new" (at 96) and "dir" (at 128) are in memory.
+fn errno_module(call: &str) -> String {
+    format!(
+        r#"(module
+          (import "wasi_snapshot_preview1" "path_open"
+            (func $path_open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "path_create_directory"
+            (func $path_create_directory (param i32 i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "path_remove_directory"
+            (func $path_remove_directory (param i32 i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "path_unlink_file"
+            (func $path_unlink_file (param i32 i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "path_rename"
+            (func $path_rename (param i32 i32 i32 i32 i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "path_symlink"
+            (func $path_symlink (param i32 i32 i32 i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "path_link"
+            (func $path_link (param i32 i32 i32 i32 i32 i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "path_filestat_set_times"
+            (func $path_filestat_set_times (param i32 i32 i32 i32 i64 i64 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+          (memory (export "memory") 1)
+          (data (i32.const 64) "file")
+          (data (i32.const 96) "new")
+          (data (i32.const 128) "dir")
+          (func (export "_start") (call $exit {call})))"#
+    )
+}
+
+/// Each path-mutating preview 1 call refused by a kernel read-only mount reaches the guest as `rofs` (69), not
+/// as wasmtime-wasi's `io` (29); the same calls succeed on a writable directory, and a read-only open still
+/// works on the read-only mount. Needs root (a real read-only bind mount in a private mount namespace).
+#[test]
+fn root_read_only_mount_errors_reach_the_guest_as_rofs() {
+    const ROFS: i32 = 69;
+    let calls = [
+        (
+            "path_open create",
+            "(call $path_open (i32.const 3) (i32.const 0) (i32.const 96) (i32.const 3) (i32.const 1) \
+             (i64.const 0x1fffffff) (i64.const 0x1fffffff) (i32.const 0) (i32.const 256))",
+        ),
+        (
+            "path_open write",
+            "(call $path_open (i32.const 3) (i32.const 0) (i32.const 64) (i32.const 4) (i32.const 0) \
+             (i64.const 0x40) (i64.const 0) (i32.const 0) (i32.const 256))",
+        ),
+        (
+            "path_create_directory",
+            "(call $path_create_directory (i32.const 3) (i32.const 96) (i32.const 3))",
+        ),
+        (
+            "path_remove_directory",
+            "(call $path_remove_directory (i32.const 3) (i32.const 128) (i32.const 3))",
+        ),
+        (
+            "path_unlink_file",
+            "(call $path_unlink_file (i32.const 3) (i32.const 64) (i32.const 4))",
+        ),
+        (
+            "path_rename",
+            "(call $path_rename (i32.const 3) (i32.const 64) (i32.const 4) (i32.const 3) (i32.const 96) \
+             (i32.const 3))",
+        ),
+        (
+            "path_symlink",
+            "(call $path_symlink (i32.const 64) (i32.const 4) (i32.const 3) (i32.const 96) (i32.const 3))",
+        ),
+        (
+            "path_link",
+            "(call $path_link (i32.const 3) (i32.const 0) (i32.const 64) (i32.const 4) (i32.const 3) \
+             (i32.const 96) (i32.const 3))",
+        ),
+        (
+            // ATIM_NOW | MTIM_NOW: what touch(1) does first.
+            "path_filestat_set_times",
+            "(call $path_filestat_set_times (i32.const 3) (i32.const 0) (i32.const 64) (i32.const 4) \
+             (i64.const 0) (i64.const 0) (i32.const 10))",
+        ),
+    ];
+    let read_only_open = "(call $path_open (i32.const 3) (i32.const 0) (i32.const 64) (i32.const 4) \
+        (i32.const 0) (i64.const 0x2) (i64.const 0) (i32.const 0) (i32.const 256))";
+    let dir = tempfile::tempdir().unwrap();
+    super::test_mounts::in_private_mount_ns(|| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let engine = Engine::new().unwrap();
+            let cases = calls
+                .iter()
+                .map(|&(name, call)| (name, call, ROFS))
+                .chain([("path_open read", read_only_open, 0)]);
+            for (n, (name, call, expected)) in cases.enumerate() {
+                let program = compile(&engine, &errno_module(call));
+                for read_only in [true, false] {
+                    let root = dir.path().join(format!("{n}-{read_only}"));
+                    std::fs::create_dir_all(root.join("dir")).unwrap();
+                    std::fs::write(root.join("file"), b"x").unwrap();
+                    if read_only {
+                        super::test_mounts::bind_read_only(&root);
+                    }
+                    let (mut s, _) = spec(dir.path(), &["x"]);
+                    s.preopens = vec![Preopen {
+                        host: root.clone(),
+                        guest: "/".into(),
+                        read_only: false,
+                    }];
+                    let status = run_to_end(&engine, &program, s).await;
+                    let want = if read_only { expected } else { 0 };
+                    assert_eq!(
+                        status.code, want,
+                        "{name}, read_only={read_only}: {status:?}"
+                    );
+                }
+            }
+        });
+    });
 }

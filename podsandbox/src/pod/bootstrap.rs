@@ -48,6 +48,7 @@ mod tests {
             netns_path: "/run/x".into(),
             socket_path: "/run/y".into(),
             state_dir: "/run/z".into(),
+            ..Default::default()
         };
         let mut buf = Vec::new();
         write_message(&mut buf, &msg).unwrap();

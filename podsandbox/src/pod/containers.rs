@@ -22,7 +22,9 @@ use crate::error_chain;
 use crate::fsutil::atomic_write;
 use crate::logs::{LogFile, LogSink, Stream};
 
+use super::instance::{self, Launch};
 use super::mounts::{self, ContainerMounts};
+use super::procview::ProcView;
 use super::programs::{FileKey, Programs};
 
 struct Entry {
@@ -38,6 +40,8 @@ struct Entry {
     usage: Arc<Usage>,
     /// Kernel read-only mounts made for the container's directories; unmounted when the entry goes.
     _mounts: ContainerMounts,
+    /// The container's `/proc` (when the pod process can make one); unmounted when the entry goes.
+    proc_view: Option<ProcView>,
     /// The instance's output, raw, for attached clients.
     output: broadcast::Sender<(Stream, bytes::Bytes)>,
     /// The write end of the instance's stdin while it has one (CRI `stdin`); `None` inside once it ended.
@@ -111,6 +115,20 @@ impl Containers {
         )
         .map_err(|e| Status::failed_precondition(error_chain(&e)))?;
         spec.preopens = preopens;
+        let proc_view = if mounts::private_mounts() {
+            let view = ProcView::create(&self.state_dir.join("proc").join(&spec.id))
+                .map_err(|e| Status::internal(error_chain(&e)))?;
+            spec.preopens.push(proto::pod::Preopen {
+                host_path: view.guest_root().display().to_string(),
+                guest_path: "/proc".into(),
+                // Read-only by the kernel: a guest's write gets EROFS, as on /proc/sys in a Linux container.
+                read_only: false,
+                recursive_read_only: false,
+            });
+            Some(view)
+        } else {
+            None
+        };
         let log_path = PathBuf::from(&spec.log_path);
         if let Some(dir) = log_path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| {
@@ -136,6 +154,7 @@ impl Containers {
             exited,
             usage: Usage::new(),
             _mounts: mounts,
+            proc_view,
             output: broadcast::channel(256).0,
             stdin: None,
         });
@@ -249,18 +268,34 @@ impl Containers {
         entry.status.started_at = now_nanos();
         let status = entry.status.clone();
         let program = entry.program.clone();
+        let launch = Launch {
+            name: thread_name("ctr", id),
+            run_as: entry.spec.run_as.clone(),
+            status_file: entry
+                .proc_view
+                .as_ref()
+                .and_then(|v| match v.status_file() {
+                    Ok(f) => Some(f),
+                    Err(error) => {
+                        warn!(container_id = %id, %error, "no /proc/self/status for the container");
+                        None
+                    }
+                }),
+            program_name: program_name(&entry.spec.args),
+        };
         drop(table);
         self.publish(&status);
         info!(container_id = %id, "container started");
 
         let this = Arc::clone(self);
         let id = id.to_string();
+        let stop = async {
+            // Either an explicit stop or the sender being dropped (container forgotten) ends the instance.
+            let _ = stop_rx.await;
+        };
+        let running = instance::run(this.engine.clone(), program, spec, stop, launch);
         tokio::spawn(async move {
-            let stop = async {
-                // Either an explicit stop or the sender being dropped (container forgotten) ends the instance.
-                let _ = stop_rx.await;
-            };
-            let exit = engine::run(&this.engine, &program, spec, stop).await;
+            let exit = running.await;
             this.finish(&id, exit);
             let _ = exited_tx.send(true);
         });
@@ -406,6 +441,22 @@ pub fn exit_record_path(state_dir: &Path, id: &str) -> PathBuf {
     state_dir.join("containers").join(format!("{id}.exit"))
 }
 
+/// A thread name within Linux's 15 bytes: a kind and the start of the container id.
+pub fn thread_name(kind: &str, id: &str) -> String {
+    format!("{kind}-{}", id.get(..10).unwrap_or(id))
+}
+
+/// What `/proc/self/status` calls the program: the base name of argv[0], at most 15 bytes as in the kernel.
+pub fn program_name(args: &[String]) -> String {
+    let argv0 = args.first().map(String::as_str).unwrap_or_default();
+    let base = argv0.rsplit('/').next().unwrap_or(argv0);
+    let mut end = base.len().min(15);
+    while !base.is_char_boundary(end) {
+        end -= 1;
+    }
+    base[..end].to_string()
+}
+
 fn run_spec(
     spec: &ContainerSpec,
     log: &LogFile,
@@ -416,6 +467,12 @@ fn run_spec(
         stdin: None,
         stdout: LogSink::with_tee(log.clone(), Stream::Stdout, output.clone()),
         stderr: LogSink::with_tee(log.clone(), Stream::Stderr, output.clone()),
+        // The container's own instance gets the listeners; an exec, like a second process, does not.
+        listen_ports: spec
+            .listen_ports
+            .iter()
+            .filter_map(|p| u16::try_from(*p).ok())
+            .collect(),
         ..base_run_spec(spec, usage)
     }
 }
@@ -447,6 +504,8 @@ pub fn base_run_spec(spec: &ContainerSpec, usage: Arc<Usage>) -> RunSpec {
         memory_limit: (spec.memory_limit_bytes > 0).then_some(spec.memory_limit_bytes),
         cwd: (!spec.working_dir.is_empty()).then(|| spec.working_dir.clone()),
         usage,
+        listen_ports: Vec::new(),
+        before_guest: None,
     }
 }
 

@@ -19,8 +19,9 @@ use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 use tracing::{debug, info};
 
-use super::containers::{Containers, base_run_spec};
-use crate::engine::{self, ExitReason, GuestStdin, Usage};
+use super::containers::{Containers, base_run_spec, program_name, thread_name};
+use super::instance::{self, Launch};
+use crate::engine::{ExitReason, GuestStdin, Usage};
 use crate::guest_path;
 use crate::logs::LogSink;
 
@@ -101,8 +102,15 @@ pub async fn exec(
         }
     };
     let container_id = start.container_id.clone();
+    // An exec runs as its container's user, as a process started by `runc exec` does.
+    let launch = Launch {
+        name: thread_name("exec", &container_id),
+        run_as: spec.run_as.clone(),
+        status_file: None,
+        program_name: program_name(&start.args),
+    };
     tokio::spawn(async move {
-        let running = engine::run(&engine, &program, run, stop);
+        let running = instance::run(engine, program, run, stop, launch);
         tokio::pin!(running);
         let status = loop {
             tokio::select! {

@@ -9,14 +9,20 @@ mod attach;
 mod bootstrap;
 mod containers;
 mod exec;
+mod identity;
+mod instance;
 mod mounts;
+mod procview;
 mod programs;
 mod service;
+mod sysctls;
 
 use std::process::ExitCode;
 
 use proto::pod::{Bootstrap, BootstrapReply, PROTOCOL_VERSION};
 use tracing::{error, info};
+
+use crate::error_chain;
 
 pub use bootstrap::{read_message, write_message};
 pub use containers::exit_record_path;
@@ -48,6 +54,22 @@ pub fn main() -> ExitCode {
             "joining network namespace {}: {err}",
             boot.netns_path
         ));
+        return ExitCode::FAILURE;
+    }
+
+    if boot.private_ipc
+        && let Err(err) = sysctls::enter_private_ipc()
+    {
+        // Without root there are no namespaces at all (the daemon reports the network not ready): run with the
+        // node's IPC namespace rather than not at all, as the mount namespace falls back below.
+        if nix::unistd::geteuid().is_root() || !boot.sysctls.is_empty() {
+            reply_error(error_chain(&err));
+            return ExitCode::FAILURE;
+        }
+        eprintln!("wasm-cri pod: no IPC namespace of its own ({err}); sharing the node's");
+    }
+    if let Err(err) = sysctls::apply(&boot.sysctls) {
+        reply_error(error_chain(&err));
         return ExitCode::FAILURE;
     }
 
@@ -88,7 +110,7 @@ fn reply_error(message: String) {
     eprintln!("wasm-cri pod: {message}");
     let reply = BootstrapReply {
         protocol_version: PROTOCOL_VERSION,
-        pid: std::process::id(),
+        pid: crate::fsutil::node_pid(),
         start_time: 0,
         error: message,
     };

@@ -36,7 +36,8 @@ pub fn enter_private_namespace() -> Result<(), nix::Error> {
     entered
 }
 
-fn private_mounts() -> bool {
+/// Whether this process has its own mount namespace (see `enter_private_namespace`).
+pub fn private_mounts() -> bool {
     PRIVATE_MOUNTS.get().copied().unwrap_or(false)
 }
 

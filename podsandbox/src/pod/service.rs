@@ -34,7 +34,7 @@ struct PodService {
 
 /// Builds the engine, binds the socket, answers the bootstrap and serves until a Shutdown request.
 pub async fn serve(boot: Bootstrap) -> Result<(), std::io::Error> {
-    let pid = std::process::id();
+    let pid = crate::fsutil::node_pid();
     let start_time = process_start_time(pid).unwrap_or(0);
     let engine = match Engine::new() {
         Ok(e) => e,

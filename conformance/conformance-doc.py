@@ -17,7 +17,7 @@ REASONS = [
     ("with digest", "the image is pinned by a digest of a Linux image on gcr.io; an offline stand-in can never have that digest"),
     ("Mount Propagation", "needs `mount` inside the container (and rshared back to the host); a Wasm guest cannot mount"),
     ("non-recursive readonly", "critest mounts a tmpfs under the volume after the pod started; this VM's mounts are private, so it never reaches the pod's mount namespace"),
-    ("HostPID", "instances are threads of the pod process, not processes: a hostPID container cannot find the nginx stand-in by the pid in its pid file"),
+    ("HostPID", "the spec waits for nginx's /var/run/nginx.pid and looks that pid up from a hostPID container; a Wasm instance is a thread of its pod process, not a process with a pid of its own, so the stand-in has no pid to write"),
     ("ContainerPID", "a Wasm container is not a process, so it cannot have a PID namespace of its own: it shares the pod's, whose pid 1 is the pod process, never nginx"),
     ("NoNewPrivs", "needs the e2e nonewprivs image (a setuid Linux binary); privilege escalation does not exist for a Wasm guest"),
     ("setting hostname", "needs `hostname NAME` (sethostname); a Wasm guest cannot set the hostname"),

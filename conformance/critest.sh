@@ -21,6 +21,8 @@
 # committed ratchet), critest-images.txt (pushed names and digests), critest-daemon.log, critest-registry.log.
 # Needs: wasm-cri and wcri-fixture built (cargo build -p cri-server -p conformance), critest, crictl,
 # docker-registry, clang + wasi-libc, python3, curl, containernetworking-plugins (/usr/lib/cni) and iptables.
+# With CRITEST_BENCHMARK=1 it runs critest's benchmark specs instead (BENCH_PODS, BENCH_CONTAINERS, BENCH_IMAGES
+# lifecycles, one at a time) and writes medians per operation to $OUT/critest-benchmark.md; no ratchet.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -136,6 +138,55 @@ EOF
 daemon_pid=$!
 for _ in $(seq 100); do [[ -S $work/cri.sock ]] && break; sleep 0.1; done
 [[ -S $work/cri.sock ]] || { echo "critest: wasm-cri did not start"; cat "$work/daemon.log"; exit 1; }
+
+if [[ ${CRITEST_BENCHMARK:-0} == 1 ]]; then
+  # critest's benchmark specs instead of the validation suite: pod, container and image lifecycles timed per
+  # operation, summarised as medians in $OUT/critest-benchmark.md (raw JSON in $OUT/benchmark/).
+  cat >"$work/bench-params.yaml" <<PARAMS
+podsNumber: ${BENCH_PODS:-20}
+podsNumberParallel: 1
+podBenchmarkTimeoutSeconds: 300
+containersNumber: ${BENCH_CONTAINERS:-20}
+containersNumberParallel: 1
+containerBenchmarkTimeoutSeconds: 300
+podContainerStartBenchmarkTimeoutSeconds: 300
+imagesNumber: ${BENCH_IMAGES:-10}
+imagesNumberParallel: 1
+imageBenchmarkTimeoutSeconds: 300
+imagePullingBenchmarkImage: registry.k8s.io/e2e-test-images/busybox:1.29-2
+imageListingBenchmarkImages:
+  - registry.k8s.io/e2e-test-images/busybox:1.29-2
+  - registry.k8s.io/e2e-test-images/nginx:1.14-2
+  - registry.k8s.io/pause:3.9
+PARAMS
+  mkdir -p "$OUT/benchmark"
+  set +e
+  timeout "$CRITEST_HARD_TIMEOUT" "$CRITEST" --runtime-endpoint "unix://$work/cri.sock" --image-endpoint "unix://$work/cri.sock" \
+    -test-images-file="$work/test-images.yaml" -benchmark \
+    -benchmarking-params-file="$work/bench-params.yaml" -benchmarking-output-dir="$OUT/benchmark" \
+    -ginkgo.no-color >"$OUT/critest-benchmark.log" 2>&1
+  rc=$?
+  set -e
+  tail -n 5 "$OUT/critest-benchmark.log"
+  python3 - "$OUT/benchmark" "$OUT/critest-benchmark.md" <<'PY'
+import json, pathlib, statistics, sys
+rows = []
+for f in sorted(pathlib.Path(sys.argv[1]).glob("*.json")):
+    data = json.loads(f.read_text())
+    names = data.get("operationsNames") or []
+    points = data.get("datapoints") or []
+    for i, name in enumerate(names):
+        values = [p["operationsDurationsNs"][i] / 1e6 for p in points if len(p.get("operationsDurationsNs") or []) > i]
+        if values:
+            rows.append((f.stem, name, len(values), statistics.median(values), max(values)))
+with open(sys.argv[2], "w") as out:
+    out.write("| benchmark | operation | samples | median ms | max ms |\n|---|---|---|---|---|\n")
+    for r in rows:
+        out.write(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]:.1f} | {r[4]:.1f} |\n")
+print(open(sys.argv[2]).read())
+PY
+  exit "$rc"
+fi
 
 set +e
 timeout "$CRITEST_HARD_TIMEOUT" "$CRITEST" --runtime-endpoint "unix://$work/cri.sock" --image-endpoint "unix://$work/cri.sock" \

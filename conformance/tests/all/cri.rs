@@ -691,3 +691,23 @@ fn write_refused(out: &str, dir: &str) -> bool {
         .find_map(|l| l.strip_prefix(&prefix))
         .is_some_and(|result| result != "ok")
 }
+
+/// StopPodSandbox ends the pod process by asking it (its Shutdown ends the daemon's event stream, so its
+/// graceful shutdown completes) instead of waiting out the one-second kill timer: the pod process logs its own
+/// exit, which a killed one never does.
+#[test]
+fn root_stopped_pod_process_exits_by_itself() {
+    if skip_unless_root() {
+        return;
+    }
+    let d = Daemon::start(DaemonOpts::default()).unwrap();
+    let pod = d.pod_config("stop-fast");
+    let pod_id = d.run_pod(&pod).unwrap();
+    d.crictl_ok(["stopp", &pod_id]).unwrap();
+    let log =
+        std::fs::read_to_string(d.state().join("pods").join(&pod_id).join("pod.log")).unwrap();
+    assert!(
+        log.contains("pod process exiting"),
+        "the pod process was killed, not shut down:\n{log}"
+    );
+}

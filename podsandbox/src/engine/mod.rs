@@ -15,6 +15,7 @@ pub mod config;
 pub mod detect;
 pub mod error;
 pub mod limits;
+pub mod p1_guest;
 pub mod p1_rofs;
 pub mod p1_sockets;
 pub mod read_only_fs;

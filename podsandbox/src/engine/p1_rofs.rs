@@ -19,17 +19,17 @@
 
 use std::path::{Path, PathBuf};
 
-use wasmtime::{AsContextMut, Caller, Extern, Linker};
+use wasmtime::{AsContextMut, Caller, Linker};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p1::types::{Errno, Fd, Oflags, Prestat, Rights};
 use wasmtime_wasi::p1::wasi_snapshot_preview1::{self as glue, WasiSnapshotPreview1};
 use wiggle::{GuestMemory, GuestPtr};
 
+use super::p1_guest::{MODULE, guest_memory};
 use super::read_only_fs::on_read_only_fs;
 use super::run::Preopen;
 use super::wasi::ModuleState;
 
-const MODULE: &str = "wasi_snapshot_preview1";
 const IO: i32 = Errno::Io as i32;
 const ROFS: i32 = Errno::Rofs as i32;
 
@@ -55,21 +55,6 @@ impl PreopenHosts {
             .rev()
             .find(|(name, _)| name == guest)
             .map(|(_, host)| host.as_path())
-    }
-}
-
-/// The guest's memory and the store state, as wiggle's own linker entries obtain them.
-fn guest_memory<'a>(
-    export: &'a Option<Extern>,
-    caller: &'a mut Caller<'_, ModuleState>,
-) -> wasmtime::Result<(GuestMemory<'a>, &'a mut ModuleState)> {
-    match export {
-        Some(Extern::Memory(m)) => {
-            let (memory, state) = m.data_and_store_mut(caller);
-            Ok((GuestMemory::Unshared(memory), state))
-        }
-        Some(Extern::SharedMemory(m)) => Ok((GuestMemory::Shared(m.data()), caller.data_mut())),
-        _ => Err(wasmtime::Error::msg("missing required memory export")),
     }
 }
 

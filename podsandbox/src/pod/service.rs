@@ -12,7 +12,7 @@ use proto::pod::{
     StopContainerRequest,
 };
 use tokio::net::UnixListener;
-use tokio::sync::Notify;
+use tokio::sync::watch;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::{BroadcastStream, UnboundedReceiverStream, UnixListenerStream};
 use tonic::{Request, Response, Status, Streaming};
@@ -29,7 +29,9 @@ struct PodService {
     pid: u32,
     start_time: u64,
     containers: Arc<Containers>,
-    shutdown: Arc<Notify>,
+    /// Turns true at Shutdown: the server stops accepting calls, and the long-lived Events streams end so the
+    /// graceful shutdown (which waits for calls in flight) can finish and the process exit.
+    closing: watch::Sender<bool>,
 }
 
 /// Builds the engine, binds the socket, answers the bootstrap and serves until a Shutdown request.
@@ -64,19 +66,19 @@ pub async fn serve(boot: Bootstrap) -> Result<(), std::io::Error> {
     detach_stdout()?;
     info!(pod_id = %boot.pod_id, pid, socket = %socket.display(), "pod process serving");
 
-    let shutdown = Arc::new(Notify::new());
+    let (closing, mut closed) = watch::channel(false);
     let containers = Containers::new(engine, PathBuf::from(&boot.state_dir));
     let service = PodService {
         pod_id: boot.pod_id.clone(),
         pid,
         start_time,
         containers: Arc::clone(&containers),
-        shutdown: Arc::clone(&shutdown),
+        closing,
     };
     let result = tonic::transport::Server::builder()
         .add_service(PodServer::new(service))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
-            shutdown.notified().await;
+            let _ = closed.wait_for(|c| *c).await;
         })
         .await;
     containers.stop_all().await;
@@ -177,6 +179,10 @@ impl Pod for PodService {
             // ListContainers instead of silently missing an exit.
             ev.map_err(|e| Status::data_loss(format!("event subscriber lagged: {e}")))
         });
+        let mut closed = self.closing.subscribe();
+        let stream = futures::StreamExt::take_until(stream, async move {
+            let _ = closed.wait_for(|c| *c).await;
+        });
         Ok(Response::new(Box::pin(stream)))
     }
 
@@ -215,7 +221,7 @@ impl Pod for PodService {
     async fn shutdown(&self, _: Request<Empty>) -> Result<Response<Empty>, Status> {
         info!(pod_id = %self.pod_id, "shutdown requested");
         self.containers.stop_all().await;
-        self.shutdown.notify_one();
+        self.closing.send_replace(true);
         Ok(Response::new(Empty {}))
     }
 }

@@ -21,32 +21,15 @@ pub mod poll;
 pub mod socket;
 pub mod table;
 
-use wasmtime::{AsContextMut, Caller, Extern, Linker};
+use wasmtime::{AsContextMut, Caller, Linker};
 use wasmtime_wasi::p1::types::Errno;
 use wasmtime_wasi::p1::wasi_snapshot_preview1::{self as glue, WasiSnapshotPreview1};
-use wiggle::GuestMemory;
 
 pub use listen::{ListenError, Listeners};
 pub use table::{FIRST_SOCKET_FD, SocketTable};
 
+use super::p1_guest::{MODULE, guest_memory};
 use super::wasi::ModuleState;
-
-const MODULE: &str = "wasi_snapshot_preview1";
-
-/// The guest's memory and the store state, as wiggle's own linker entries obtain them.
-fn guest_memory<'a>(
-    export: &'a Option<Extern>,
-    caller: &'a mut Caller<'_, ModuleState>,
-) -> wasmtime::Result<(GuestMemory<'a>, &'a mut ModuleState)> {
-    match export {
-        Some(Extern::Memory(m)) => {
-            let (memory, state) = m.data_and_store_mut(caller);
-            Ok((GuestMemory::Unshared(memory), state))
-        }
-        Some(Extern::SharedMemory(m)) => Ok((GuestMemory::Shared(m.data()), caller.data_mut())),
-        _ => Err(wasmtime::Error::msg("missing required memory export")),
-    }
-}
 
 /// The p1 errno code of a call's outcome.
 fn code(r: Result<(), Errno>) -> i32 {

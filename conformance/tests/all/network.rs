@@ -142,24 +142,7 @@ fn host_veth(d: &Daemon, pod_id: &str, bridge: &str) -> String {
 /// A TCP server on all addresses of the pod's namespace: answers `pong:` + what it read. Only its thread
 /// joins the namespace.
 fn server_in(netns: PathBuf) -> u16 {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let ns = std::fs::File::open(&netns).unwrap();
-        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-        let listener = TcpListener::bind("0.0.0.0:0").unwrap();
-        tx.send(listener.local_addr().unwrap().port()).unwrap();
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            std::thread::spawn(move || {
-                let mut got = Vec::new();
-                if conn.read_to_end(&mut got).is_ok() {
-                    let _ = conn.write_all(b"pong:");
-                    let _ = conn.write_all(&got);
-                }
-            });
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(10)).unwrap()
+    crate::streaming::echo_server_on(Some(netns), "0.0.0.0:0")
 }
 
 fn ping(addr: SocketAddr) -> std::io::Result<String> {

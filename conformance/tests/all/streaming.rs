@@ -21,13 +21,18 @@ use crate::cri::run;
 /// `None`): for each connection it reads until the client's end of file, answers `pong:` + what it read, and
 /// closes. Runs on its own thread, which is the only one that ever joins the namespace. Returns the port.
 fn echo_server(netns: Option<PathBuf>) -> u16 {
+    echo_server_on(netns, "127.0.0.1:0")
+}
+
+/// [`echo_server`] bound to `addr` (e.g. `0.0.0.0:0` for every address of the namespace).
+pub(crate) fn echo_server_on(netns: Option<PathBuf>, addr: &'static str) -> u16 {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         if let Some(path) = netns {
             let ns = std::fs::File::open(&path).unwrap();
             nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
         }
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener = TcpListener::bind(addr).unwrap();
         tx.send(listener.local_addr().unwrap().port()).unwrap();
         for conn in listener.incoming() {
             let Ok(mut conn) = conn else { continue };

@@ -34,8 +34,15 @@ pub fn resolve(
     image_user: &str,
     root: &Path,
 ) -> Result<RunAs, ServerError> {
-    let passwd = read_passwd(&root.join("etc/passwd"));
-    let groups = read_groups(&root.join("etc/group"));
+    // Resolved as the guest would (a symlinked /etc/passwd stays inside the container's root), never by the
+    // host's rules, which would let an image point the daemon at a host file.
+    let in_root = |guest: &str| podsandbox::guest_path::resolve_in_root(root, guest);
+    let passwd = in_root("/etc/passwd")
+        .map(|p| read_passwd(&p))
+        .unwrap_or_default();
+    let groups = in_root("/etc/group")
+        .map(|p| read_groups(&p))
+        .unwrap_or_default();
     let by_uid = |uid: u32| passwd.iter().find(|e| e.uid == uid);
 
     let (user_part, group_part) = match image_user.split_once(':') {
@@ -263,6 +270,20 @@ mod tests {
         s.supplemental_groups_policy = proto::cri::SupplementalGroupsPolicy::Strict as i32;
         let strict = resolve(Some(&s), "", r.path()).unwrap();
         assert_eq!(strict.additional_gids, vec![1000, 1234]);
+    }
+
+    #[test]
+    fn a_symlinked_passwd_is_followed_inside_the_root_only() {
+        let r = root();
+        let etc = r.path().join("etc");
+        std::fs::rename(etc.join("passwd"), etc.join("passwd.real")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd.real", etc.join("passwd")).unwrap();
+        let s = sc(|s| s.run_as_username = "nobody".into());
+        assert_eq!(resolve(Some(&s), "", r.path()).unwrap().uid, 65534);
+        // An absolute target restarts at the container's root, not at the host's.
+        std::fs::remove_file(etc.join("passwd")).unwrap();
+        std::os::unix::fs::symlink("/../../../../etc/passwd", etc.join("passwd")).unwrap();
+        assert!(resolve(Some(&s), "", r.path()).is_err());
     }
 
     #[test]

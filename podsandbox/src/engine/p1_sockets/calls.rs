@@ -210,10 +210,7 @@ pub async fn sock_accept(
     flags: i32,
     result: i32,
 ) -> Res {
-    let flags = u16::try_from(flags)
-        .ok()
-        .and_then(Fdflags::from_bits)
-        .ok_or(Errno::Inval)?;
+    let flags = fdflags(flags)?;
     if !(flags - Fdflags::NONBLOCK).is_empty() {
         return Err(Errno::Inval);
     }
@@ -266,6 +263,14 @@ pub async fn fd_prestat_get(
     Err(Errno::Badf)
 }
 
+/// The guest's `fdflags` argument, `inval` if it has bits p1 does not define.
+fn fdflags(flags: i32) -> Result<Fdflags, Errno> {
+    u16::try_from(flags)
+        .ok()
+        .and_then(Fdflags::from_bits)
+        .ok_or(Errno::Inval)
+}
+
 fn rights(s: &Socket) -> Rights {
     let common = Rights::FD_FDSTAT_SET_FLAGS | Rights::FD_FILESTAT_GET | Rights::POLL_FD_READWRITE;
     if s.is_listener() {
@@ -303,10 +308,7 @@ pub async fn fd_fdstat_set_flags(
     fd: i32,
     flags: i32,
 ) -> Res {
-    let flags = u16::try_from(flags)
-        .ok()
-        .and_then(Fdflags::from_bits)
-        .ok_or(Errno::Inval)?;
+    let flags = fdflags(flags)?;
     socket(t, fd)?.nonblocking = flags.contains(Fdflags::NONBLOCK);
     Ok(())
 }

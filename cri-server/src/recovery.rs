@@ -1,6 +1,9 @@
 //! After a restart: every sandbox that was Ready is checked against its pod process. A live one (same pid and
 //! start time, same protocol version, same pod id) is adopted and watched again; a dead one is marked
-//! NotReady and its containers Exited (with the exit codes its pod process recorded before dying).
+//! NotReady and its containers Exited (with the exit codes its pod process recorded before dying). A live one
+//! that cannot be adopted (its socket is gone, it speaks another protocol version, it answers for another pod)
+//! is killed first: nothing could stop it later, and it would keep the pod's containers running unsupervised
+//! while the kubelet, seeing the sandbox NotReady, starts their replacements.
 
 use std::sync::Arc;
 
@@ -40,8 +43,14 @@ pub async fn recover(rt: &Arc<Runtime>) {
                 adopted += 1;
             }
             Err(err) => {
-                warn!(pod_id = %sb.meta.id, error = %chain(&err), "cannot adopt pod process");
-                supervisor::mark_dead(rt, &sb, rec.pid);
+                warn!(pod_id = %sb.meta.id, pid = rec.pid, error = %chain(&err), "cannot adopt pod process; killing it");
+                supervisor::wait_or_kill(rec.pid, rec.start_time, std::time::Duration::ZERO).await;
+                let message = format!(
+                    "the pod process (pid {}) could not be adopted after a wasm-cri restart and was killed: {}",
+                    rec.pid,
+                    chain(&err)
+                );
+                supervisor::mark_gone(rt, &sb, message);
                 dead += 1;
             }
         }

@@ -110,6 +110,15 @@ pub fn mark_dead(rt: &Runtime, sandbox: &Sandbox, pid: u32) {
         "the pod process (pid {pid}) exited unexpectedly; its log is {}",
         sandbox.meta.state_dir.join("pod.log").display()
     );
+    mark_gone(rt, sandbox, message);
+}
+
+/// Marks the sandbox NotReady and its containers exited (as [`POD_DIED_REASON`]) after its pod process is gone,
+/// `message` saying why.
+pub fn mark_gone(rt: &Runtime, sandbox: &Sandbox, message: String) {
+    if sandbox.state() == SandboxState::NotReady {
+        return;
+    }
     sandbox.set_client(None);
     finish_orphans(rt, sandbox, POD_DIED_REASON, &message, true);
     if let Err(err) = sandbox.update(|r| {
@@ -156,4 +165,42 @@ pub fn finish_orphans(
 fn read_exit_record(path: &std::path::Path) -> Option<proto::pod::ContainerStatus> {
     let bytes = std::fs::read(path).ok()?;
     prost::Message::decode(bytes.as_slice()).ok()
+}
+
+/// Gives the pod process `grace` to exit by itself, then kills it (SIGKILL: it is the pid 1 of the pod's PID
+/// namespace, so everything in it goes too) and waits until it is gone, so whatever runs next (network
+/// teardown, removal of its state) never races a live pod. `pid` 0 means no process was ever started. The
+/// start time makes sure a recycled pid is never signalled.
+pub async fn wait_or_kill(pid: u32, start_time: u64, grace: Duration) {
+    if pid == 0 {
+        return;
+    }
+    const POLL: Duration = Duration::from_millis(20);
+    let deadline = tokio::time::Instant::now() + grace;
+    while podsandbox::fsutil::process_matches(pid, start_time) {
+        if tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    if !podsandbox::fsutil::process_matches(pid, start_time) {
+        return;
+    }
+    warn!(pid, "killing pod process");
+    if let Err(err) = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    ) {
+        warn!(pid, error = %chain(&err), "killing pod process failed");
+        return;
+    }
+    // After a daemon restart the process is not our child: its parent reaps it, and until then it is a zombie,
+    // which `process_matches` already counts as gone.
+    for _ in 0..100 {
+        if !podsandbox::fsutil::process_matches(pid, start_time) {
+            return;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    warn!(pid, "pod process still present 2 s after SIGKILL");
 }

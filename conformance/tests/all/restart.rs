@@ -112,3 +112,42 @@ fn root_restart_keeps_pods_and_notices_dead_pod_processes() {
     }
     assert!(d.crictl_ok(["pods", "-q"]).unwrap().trim().is_empty());
 }
+
+#[test]
+fn root_unadoptable_pod_process_is_killed_at_restart() {
+    if skip_unless_root() {
+        return;
+    }
+    let reg = Registry::start_with_fixtures().unwrap();
+    let mut d = Daemon::start(DaemonOpts::with_registry(reg.addr())).unwrap();
+    let pod = d.pod_config("orphan");
+    let pod_id = d.run_pod(&pod).unwrap();
+    let pid = inspectp(&d.endpoint(), &pod_id).unwrap()["info"]["pid"]
+        .as_u64()
+        .unwrap() as u32;
+    let sleeper = start(&d, &reg, &pod_id, &pod, "sleeper", "wasm/sleeper:latest");
+
+    // The pod process lives on while the daemon is down, but the restarted daemon cannot reach it.
+    d.stop().unwrap();
+    let socket = d.state().join("pods").join(&pod_id).join("pod.sock");
+    std::fs::rename(&socket, socket.with_extension("hidden")).unwrap();
+    d.restart().unwrap();
+    let ep = d.endpoint();
+
+    assert_eq!(pod_state(&ep, &pod_id).unwrap(), "SANDBOX_NOTREADY");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| s.contains(") Z "))
+                .unwrap_or(true),
+        "the unadoptable pod process {pid} still runs"
+    );
+    let s = inspect(&ep, &sleeper).unwrap();
+    assert_eq!(s["status"]["state"], "CONTAINER_EXITED");
+    assert_eq!(s["status"]["reason"], "PodProcessDied");
+    let message = s["status"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("could not be adopted"), "{message}");
+
+    d.crictl_ok(["rmp", "-f", &pod_id]).unwrap();
+    assert!(d.crictl_ok(["pods", "-q"]).unwrap().trim().is_empty());
+}

@@ -12,9 +12,12 @@ use proto::pod::{Empty, StopContainerRequest};
 use tracing::{info, warn};
 
 use super::Runtime;
-use crate::error::{ServerError, chain};
+use crate::error::ServerError;
 use crate::state::{Sandbox, SandboxState};
 use crate::supervisor;
+
+/// How long a pod process has to exit by itself after Shutdown before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(1);
 
 impl Runtime {
     pub async fn stop_pod_sandbox(
@@ -34,6 +37,10 @@ impl Runtime {
     pub(crate) async fn stop_sandbox(&self, sandbox: &Sandbox) -> Result<(), ServerError> {
         if sandbox.state() == SandboxState::NotReady {
             // A pod process that died, or a stop whose network teardown failed: the network may still be up.
+            // A NotReady sandbox is never talked to again, so a process of it still alive (an older daemon's
+            // failed stop) is killed before its network goes.
+            let rec = sandbox.record();
+            supervisor::wait_or_kill(rec.pid, rec.start_time, Duration::ZERO).await;
             return self.detach_pod_network(sandbox, false).await;
         }
         let id = &sandbox.meta.id;
@@ -61,7 +68,7 @@ impl Runtime {
             }
         }
         let rec = sandbox.record();
-        wait_or_kill(rec.pid, rec.start_time).await;
+        supervisor::wait_or_kill(rec.pid, rec.start_time, STOP_GRACE).await;
         if sandbox.state() == SandboxState::Ready {
             sandbox.set_client(None);
             // Exits on the way down are taken from the pod's exit records; anything still marked running
@@ -81,27 +88,5 @@ impl Runtime {
         self.detach_pod_network(sandbox, false).await?;
         info!(pod_id = %id, "pod sandbox stopped");
         Ok(())
-    }
-}
-
-/// Gives the pod process a moment to exit after Shutdown, then kills it: a stopped sandbox never leaves a
-/// process behind.
-async fn wait_or_kill(pid: u32, start_time: u64) {
-    if pid == 0 {
-        return;
-    }
-    for _ in 0..50 {
-        if !podsandbox::fsutil::process_matches(pid, start_time) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    if podsandbox::fsutil::process_matches(pid, start_time)
-        && let Err(err) = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        )
-    {
-        warn!(pid, error = %chain(&err), "killing pod process failed");
     }
 }

@@ -2,7 +2,7 @@
 //! [`NetworkBackend`] to attach a pod (whose namespace it has made) and later to detach it, and keeps the
 //! returned [`Attachment`] with the pod, so detaching after a daemon restart or a config change undoes exactly
 //! what was done. Backends: [`crate::CniBackend`] (CNI plugins), [`NoNetwork`] (loopback only), and
-//! [`crate::fake::FakeBackend`] for tests; the native netlink backend will be another.
+//! [`crate::fake::FakeBackend`] for tests, and the native netlink backend ([`crate::native`]).
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -36,6 +36,8 @@ pub struct PodNetwork {
     pub bandwidth: Option<Bandwidth>,
     /// Requested static addresses in CIDR notation (the `ips` capability).
     pub ips: Vec<String>,
+    /// TAP mode (native backend only): the pod's frames go to a TAP device instead of an addressed `eth0`.
+    pub tap: bool,
 }
 
 /// One `portMappings` entry, in the JSON shape plugins (portmap) read.
@@ -78,6 +80,9 @@ pub struct Attachment {
     /// CNI only: everything needed to run DEL as ADD ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cni: Option<CniAttachment>,
+    /// Native backend only: the bridge, veth, address and rules to undo.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub native: Option<crate::native::NativeAttachment>,
 }
 
 impl Attachment {

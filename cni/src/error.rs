@@ -111,6 +111,8 @@ pub enum NetError {
     },
     #[error("the pod's network was attached by the {backend:?} backend, which is not this one")]
     ForeignAttachment { backend: String },
+    #[error("native pod network")]
+    Native(#[from] crate::native::NativeError),
     #[error("CNI plugin {plugin} answered {command} with a result that cannot be decoded")]
     BadResult {
         plugin: String,

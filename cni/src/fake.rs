@@ -74,6 +74,7 @@ impl NetworkBackend for FakeBackend {
                     ),
                 ],
                 cni: None,
+                native: None,
             }))
         })
     }

@@ -5,14 +5,16 @@
 //! - [`backend`]: the [`NetworkBackend`] boundary the runtime talks to, and what an attach leaves behind
 //!   ([`Attachment`], kept with the pod so detach undoes exactly that).
 //! - [`plugin`]: the CNI backend: config loading, plugin execution per the CNI spec, result parsing.
+//! - [`native`]: the native backend (bridge, veth, TAP, IPAM over rtnetlink) for nodes without a CNI config,
+//!   and [`CniOrNative`], the backend the daemon uses (CNI while a config exists, else native).
 //! - [`fake`]: a backend for tests.
 //!
-//! The native netlink backend (bridge, veth, TAP) will be another [`NetworkBackend`]. No CRI types here: the
-//! runtime translates its pod config into a [`PodNetwork`].
+//! No CRI types here: the runtime translates its pod config into a [`PodNetwork`].
 
 pub mod backend;
 pub mod error;
 pub mod fake;
+pub mod native;
 pub mod netns;
 pub mod plugin;
 
@@ -21,5 +23,7 @@ pub use backend::{
     PortMapping,
 };
 pub use error::NetError;
+pub use native::fallback::CniOrNative;
+pub use native::{NativeAttachment, NativeBackend, NativeOptions, Subnet};
 pub use netns::NetNs;
 pub use plugin::backend::{CniBackend, CniOptions};

@@ -26,6 +26,10 @@ pub struct DaemonOpts {
     pub env: Vec<(String, String)>,
     /// How long to wait for the socket and `crictl version`.
     pub ready_timeout: Duration,
+    /// Leave the native network backend on (its config comes from a `--config` file in `extra_args`).
+    /// Off by default (`--native-network false`): concurrent test daemons would otherwise share the default
+    /// bridge with separate address allocators, and tests that want pod networking bring their own.
+    pub native_network: bool,
 }
 
 impl Default for DaemonOpts {
@@ -35,6 +39,7 @@ impl Default for DaemonOpts {
             extra_args: Vec::new(),
             env: Vec::new(),
             ready_timeout: Duration::from_secs(30),
+            native_network: false,
         }
     }
 }
@@ -146,6 +151,9 @@ impl Daemon {
             .arg(self.state());
         if let Some(registry) = &self.opts.registry {
             cmd.arg("--insecure-registry").arg(registry);
+        }
+        if !self.opts.native_network {
+            cmd.arg("--native-network").arg("false");
         }
         cmd.args(&self.opts.extra_args);
         if std::env::var_os("RUST_LOG").is_none() {

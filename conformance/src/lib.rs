@@ -3,6 +3,7 @@
 //! and container config builders the end-to-end tests use, and the Wasm stand-ins for critest's images.
 
 pub mod artifact;
+pub mod big_module;
 pub mod crictl;
 pub mod critest_images;
 pub mod daemon;

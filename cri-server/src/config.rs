@@ -21,6 +21,8 @@ pub const DEFAULT_CONFIG_FILE: &str = "/etc/wasm-cri/config.toml";
     about = "Kubernetes CRI v1 server that runs WebAssembly pods (one process per pod, one wasmtime instance per container)",
     after_help = "Settings are taken from built-in defaults, then the config file (/etc/wasm-cri/config.toml if it exists, \
 or --config), then these flags. See deploy/config.toml for every key.\n\n\
+`wasm-cri image import|export` loads and writes OCI image layouts for nodes without registry access \
+(`wasm-cri image --help`).\n\n\
 `wasm-cri pod` is the per-pod process the daemon starts itself; it is not meant to be run by hand."
 )]
 pub struct Cli {
@@ -54,6 +56,14 @@ pub struct Cli {
     /// (default /opt/cni/bin, /usr/lib/cni).
     #[arg(long = "cni-bin-dir", value_name = "DIR")]
     pub cni_bin_dirs: Vec<PathBuf>,
+    /// Give pods a network from the built-in bridge backend when no CNI config exists (default true;
+    /// `[native_network] enabled`).
+    #[arg(long, value_name = "BOOL")]
+    pub native_network: Option<bool>,
+    /// Compile each image's Wasm once, at pull or first use, into `<root>/images/precompiled/` and let pod
+    /// processes map it instead of compiling at every container create (default true; `precompile`).
+    #[arg(long, value_name = "BOOL")]
+    pub precompile: Option<bool>,
 }
 
 /// The config file's keys. Every key is documented in `deploy/config.toml`.
@@ -69,8 +79,23 @@ struct FileConfig {
     log_level: Option<String>,
     cgroup_driver: Option<CgroupDriver>,
     stream_address: Option<SocketAddr>,
+    precompile: Option<bool>,
     /// `[cni]`: where pod network configs and plugins are.
     cni: Option<CniFile>,
+    /// `[native_network]`: the built-in backend used while no CNI config exists.
+    native_network: Option<NativeNetworkFile>,
+}
+
+/// The `[native_network]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NativeNetworkFile {
+    enabled: Option<bool>,
+    bridge: Option<String>,
+    subnet: Option<String>,
+    mtu: Option<u32>,
+    masquerade: Option<bool>,
+    hostports: Option<bool>,
 }
 
 /// The `[cni]` table.
@@ -107,6 +132,10 @@ pub struct Config {
     pub stream_address: SocketAddr,
     /// CNI config directory, plugin directories and the per-plugin timeout.
     pub cni: cni::CniOptions,
+    /// The native backend (bridge, subnet, ...); its IPAM file is `<root>/network/ipam.json`.
+    pub native_network: cni::NativeOptions,
+    /// Whether the image store keeps a precompile cache (see `imageservice/src/precompile.rs`).
+    pub precompile: bool,
 }
 
 /// Configuration problems, reported before the daemon starts.
@@ -126,6 +155,8 @@ pub enum ConfigError {
     },
     #[error("socket {0:?} must be an absolute path or a unix:// URL")]
     Socket(String),
+    #[error("invalid [native_network] table in config file {path}: {reason}")]
+    NativeNetwork { path: PathBuf, reason: String },
     #[error("checking the registries of config file {path}")]
     Registries {
         path: PathBuf,
@@ -146,6 +177,8 @@ impl Default for Config {
             cgroup_driver: CgroupDriver::Cgroupfs,
             stream_address: SocketAddr::from(([127, 0, 0, 1], 0)),
             cni: cni::CniOptions::default(),
+            native_network: cni::NativeOptions::default(),
+            precompile: true,
         }
     }
 }
@@ -180,12 +213,16 @@ impl Config {
             cfg.log_level = f.log_level.unwrap_or(cfg.log_level);
             cfg.cgroup_driver = f.cgroup_driver.unwrap_or(cfg.cgroup_driver);
             cfg.stream_address = f.stream_address.unwrap_or(cfg.stream_address);
+            cfg.precompile = f.precompile.unwrap_or(cfg.precompile);
             if let Some(c) = f.cni {
                 cfg.cni.conf_dir = c.conf_dir.unwrap_or(cfg.cni.conf_dir);
                 cfg.cni.bin_dirs = c.bin_dirs.unwrap_or(cfg.cni.bin_dirs);
                 if let Some(secs) = c.plugin_timeout_seconds {
                     cfg.cni.plugin_timeout = std::time::Duration::from_secs(secs.max(1));
                 }
+            }
+            if let (Some(n), Some(path)) = (f.native_network, &file_path) {
+                native_network(&mut cfg.native_network, n, path)?;
             }
         }
         if let Some(s) = &cli.socket {
@@ -211,6 +248,15 @@ impl Config {
         if !cli.cni_bin_dirs.is_empty() {
             cfg.cni.bin_dirs = cli.cni_bin_dirs.clone();
         }
+        if let Some(enabled) = cli.native_network {
+            cfg.native_network.enabled = enabled;
+        }
+        if let Some(enabled) = cli.precompile {
+            cfg.precompile = enabled;
+        }
+        // Allocations are persistent state: they must outlive the pods' volatile state across reboots of the
+        // daemon, like the sandbox records that name them.
+        cfg.native_network.ipam_file = cfg.root.join("network").join("ipam.json");
         Ok(cfg)
     }
 
@@ -223,6 +269,41 @@ impl Config {
     pub fn netns_dir(&self) -> PathBuf {
         self.state.join("netns")
     }
+}
+
+/// Applies the `[native_network]` table, checking the bridge name and subnet.
+fn native_network(
+    opts: &mut cni::NativeOptions,
+    table: NativeNetworkFile,
+    path: &Path,
+) -> Result<(), ConfigError> {
+    let invalid = |reason: String| ConfigError::NativeNetwork {
+        path: path.to_path_buf(),
+        reason,
+    };
+    opts.enabled = table.enabled.unwrap_or(opts.enabled);
+    if let Some(bridge) = table.bridge {
+        if bridge.is_empty() || bridge.len() > 15 || bridge.contains(['/', ' ', ':']) {
+            return Err(invalid(format!(
+                "bridge {bridge:?} is not an interface name (1 to 15 bytes, no '/', ':' or spaces)"
+            )));
+        }
+        opts.bridge = bridge;
+    }
+    if let Some(subnet) = table.subnet {
+        opts.subnet = subnet
+            .parse()
+            .map_err(|e: cni::native::NativeError| invalid(e.to_string()))?;
+    }
+    if let Some(mtu) = table.mtu {
+        if !(576..=65535).contains(&mtu) {
+            return Err(invalid(format!("mtu {mtu} is outside 576..=65535")));
+        }
+        opts.mtu = mtu;
+    }
+    opts.masquerade = table.masquerade.unwrap_or(opts.masquerade);
+    opts.hostports = table.hostports.unwrap_or(opts.hostports);
+    Ok(())
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -310,6 +391,55 @@ mod tests {
         assert_eq!(c.cni.conf_dir, PathBuf::from("/flag"));
         assert_eq!(c.cni.bin_dirs, vec![PathBuf::from("/c")]);
         assert!(parse("[cni]\nconfdir = \"/x\"\n").is_err());
+    }
+
+    #[test]
+    fn native_network_table_and_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        let c = Config::load(&cli(&["--root", "/r"])).unwrap();
+        assert!(c.native_network.enabled);
+        assert_eq!(c.native_network.bridge, "wcri0");
+        assert_eq!(c.native_network.subnet.to_string(), "10.87.0.0/16");
+        assert_eq!(
+            c.native_network.ipam_file,
+            PathBuf::from("/r/network/ipam.json")
+        );
+        // deploy/config.toml documents the defaults.
+        let deployed = Config::load(&cli(&[
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/config.toml"),
+        ]))
+        .unwrap();
+        assert_eq!(deployed.native_network, cni::NativeOptions::default());
+        std::fs::write(
+            &f,
+            "[native_network]\nenabled = true\nbridge = \"br-w\"\nsubnet = \"10.50.0.0/24\"\nmtu = 1400\nmasquerade = true\nhostports = false\n",
+        )
+        .unwrap();
+        let c = Config::load(&cli(&[
+            "--config",
+            f.to_str().unwrap(),
+            "--native-network",
+            "false",
+        ]))
+        .unwrap();
+        let n = &c.native_network;
+        assert!(!n.enabled && n.masquerade && !n.hostports);
+        assert_eq!((n.bridge.as_str(), n.mtu), ("br-w", 1400));
+        assert_eq!(n.subnet.to_string(), "10.50.0.0/24");
+        for bad in [
+            "[native_network]\nsubnet = \"10.50.0.1/24\"\n",
+            "[native_network]\nbridge = \"much-too-long-bridge\"\n",
+            "[native_network]\nmtu = 10\n",
+            "[native_network]\nbrige = \"x\"\n",
+        ] {
+            std::fs::write(&f, bad).unwrap();
+            assert!(
+                Config::load(&cli(&["--config", f.to_str().unwrap()])).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

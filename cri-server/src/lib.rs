@@ -4,6 +4,7 @@
 //! - [`server`]: binds the CRI socket, recovers state, serves until a signal.
 //! - [`grpc`]: the tonic edge; a switchboard that only delegates to [`runtime`].
 //! - [`runtime`]: one file per CRI method, transport-agnostic.
+//! - [`precompiler`]: the pod processes' engine, compiling for the image store's precompile cache.
 //! - [`state`]: pod sandbox and container records and their persistence.
 //! - [`supervisor`]: watches each pod process and applies its container events.
 //! - [`recovery`]: rebuilds state and reconnects to pod processes after a restart.
@@ -13,6 +14,7 @@ pub mod config;
 pub mod error;
 pub mod grpc;
 pub mod ids;
+pub mod precompiler;
 pub mod recovery;
 pub mod runtime;
 pub mod server;

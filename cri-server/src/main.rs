@@ -7,12 +7,19 @@ use clap::Parser;
 
 use cri_server::config::{Cli, Config};
 
+mod image_cmd;
+
 fn main() -> anyhow::Result<ExitCode> {
     // `wasm-cri pod` must reach its namespace switch while the process still has a single thread, so it is
     // dispatched before anything else (argument parsing included) can start one.
     if std::env::args_os().nth(1).is_some_and(|a| a == "pod") {
         init_tracing(&std::env::var("WASM_CRI_LOG").unwrap_or_else(|_| "info".into()));
         return Ok(podsandbox::pod::main());
+    }
+    if std::env::args_os().nth(1).is_some_and(|a| a == "image") {
+        init_tracing(&std::env::var("WASM_CRI_LOG").unwrap_or_else(|_| "warn".into()));
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        return image_cmd::main(std::env::args_os().collect());
     }
     let cli = Cli::parse();
     let config = Config::load(&cli).context("loading configuration")?;

@@ -32,6 +32,13 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         },
     )
     .context("opening the image store")?;
+    if config.precompile {
+        let precompiler = crate::precompiler::EnginePrecompiler::new()
+            .context("building the engine that fills the precompile cache")?;
+        images
+            .set_precompiler(Arc::new(precompiler))
+            .context("enabling the precompile cache")?;
+    }
     let store = Store::load(&config.root).context("loading pod and container records")?;
     let exe = std::env::current_exe().context("finding this executable to start pod processes")?;
     // Bound before the runtime exists so that the URLs it hands out name the real port when the configured
@@ -47,8 +54,12 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
     config.stream_address = stream_listener
         .local_addr()
         .context("reading the streaming server's address")?;
-    // Pod networks come from CNI plugins (pods keep loopback only while no CNI config exists).
-    let network = Arc::new(cni::CniBackend::new(config.cni.clone()));
+    // Pod networks come from CNI plugins while a CNI config exists, else from the native bridge backend
+    // (unless disabled: then pods keep loopback only).
+    let network = Arc::new(cni::CniOrNative::new(
+        cni::CniBackend::new(config.cni.clone()),
+        cni::NativeBackend::new(config.native_network.clone()),
+    ));
     let rt = Arc::new(Runtime::new(
         config.clone(),
         store,

@@ -177,6 +177,66 @@ pub enum ImageError {
     #[error("pull cancelled while {op}")]
     Cancelled { op: &'static str },
 
+    #[error("{} is not a usable OCI image layout: {reason}", layout.display())]
+    InvalidLayout { layout: PathBuf, reason: String },
+
+    #[error("failed to parse {file} of OCI image layout {}", layout.display())]
+    ParseLayout {
+        layout: PathBuf,
+        file: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    #[error("OCI image layout {} has no {file}", layout.display())]
+    MissingFromLayout { layout: PathBuf, file: String },
+
+    #[error(
+        "manifest {digest} in OCI image layout {} has no image name ({detail}); pass --name <registry/repository:tag>",
+        layout.display()
+    )]
+    UnnamedLayoutEntry {
+        layout: PathBuf,
+        digest: String,
+        detail: String,
+    },
+
+    #[error(
+        "--name names one image, but OCI image layout {} holds {count} ({digests}); import it without --name (its annotations name the images) or one image at a time",
+        layout.display()
+    )]
+    NameNeedsOneImage {
+        layout: PathBuf,
+        count: usize,
+        digests: String,
+    },
+
+    #[error("no manifest of image {id} is in the store; pull the image again to export it")]
+    NoManifestForImage { id: String },
+
+    #[error(
+        "no image {lookup:?} in the store (look it up by id, repo tag or repo digest: crictl images)"
+    )]
+    ImageNotFound { lookup: String },
+
+    #[error(
+        "stored blob {digest} is corrupt (its content hashes to {actual}); remove the image and pull it again"
+    )]
+    CorruptBlob { digest: String, actual: String },
+
+    #[error("cannot export to {}: {reason}", path.display())]
+    ExportTarget { path: PathBuf, reason: &'static str },
+
+    #[error("precompiler key {key:?} is not 1 to 64 lowercase hex digits")]
+    InvalidPrecompilerKey { key: String },
+
+    #[error("failed to precompile Wasm {digest}")]
+    Precompile {
+        digest: String,
+        #[source]
+        source: crate::precompile::PrecompileError,
+    },
+
     /// The outcome of a pull of the same reference that this caller waited for instead of pulling
     /// again: the same message and causes as the caller who ran it got.
     #[error(transparent)]
@@ -207,7 +267,9 @@ impl ImageError {
             ImageError::InvalidReference { .. } | ImageError::InvalidAuth { .. } => {
                 ErrorKind::InvalidArgument
             }
-            ImageError::NoMatchingPlatform { .. } => ErrorKind::NotFound,
+            ImageError::NoMatchingPlatform { .. } | ImageError::ImageNotFound { .. } => {
+                ErrorKind::NotFound
+            }
             ImageError::Connect { source, .. }
             | ImageError::FetchManifest { source, .. }
             | ImageError::FetchBlob { source, .. } => match failure_kind(source.as_ref()) {

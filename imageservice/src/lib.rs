@@ -14,6 +14,10 @@
 //!                               temp + fsync + rename + fsync dir
 //!   tmp/                        blob downloads (`blob-*`), unpacks (`rootfs-*`) and record temp
 //!                               files; emptied when the store is opened
+//!   precompiled/                0700: the precompile cache (`precompile.rs`), derived from the rootfs
+//!     images/<config-hex>.json  the image's Wasm files (path, sha256 of the file's bytes, size)
+//!     <key>/<wasm-hex>.cwasm    0600 native code of one Wasm file; <key> names the compiler and its
+//!                               settings (the daemon's engine), <wasm-hex> the Wasm's sha256
 //! ```
 //! The image id is the config digest (`sha256:<hex>`), as in containerd and Docker.
 //!
@@ -25,29 +29,43 @@
 //! - Concurrent pulls of the same normalised reference and credentials share one download
 //!   (`inflight.rs`); blobs and rootfs dirs a pull is using are pinned so a concurrent `remove` of
 //!   another image sharing them leaves them alone.
-//! - A cancelled pull (its future dropped) writes no record; verified blobs it already stored stay
-//!   for a retry and are swept at the next open if no record takes them.
+//! - A cancelled pull (its future dropped) or a failed one writes no record; verified blobs it
+//!   already stored stay for a retry and are swept at the next open if no record takes them.
 //!
 //! # Formats and registries
 //! Layer media types are classified in `manifest.rs`: tar(+gzip) layers are unpacked, raw Wasm
 //! layers (runwasi, the CNCF Wasm OCI artifact, wasm-to-oci) become files (`pull.rs` says where).
 //! The network sits behind [`Registry`]: [`MirroredRegistry`] tries the configured mirrors, then
-//! the origin, over a [`Transport`] ([`OciRegistry`], or the fake in tests).
+//! the origin, over a [`Transport`] ([`OciRegistry`], or the fake in tests). `import` serves an OCI
+//! image layout to the same pull as a [`RegistrySession`] (`oci_layout.rs`); [`export_image`]
+//! writes one from the store.
+//!
+//! # Precompile cache
+//! The store keeps native code compiled from its images' Wasm, but compiles nothing itself: a
+//! [`Precompiler`] (the daemon's adapter around the pod processes' wasmtime configuration) does, so
+//! this crate stays free of wasmtime. Artifacts are keyed by the Wasm's digest (for a raw Wasm layer
+//! that is the layer digest; for a `.wasm` inside a tar layer, the digest of the file's bytes) and
+//! the precompiler's key; artifacts of another key are deleted when the precompiler is set, an
+//! image's artifacts go with the last image that lists their digest, and indexes and artifacts no
+//! image accounts for are swept at open. `ImageFsInfo` counts them (they are under the root).
 //!
 //! # Extension points (later issues)
-//! Blob liveness is the union of the records' `blobs` sets (GC and a precompile cache keyed by
-//! layer digest can build on it).
+//! Blob liveness is the union of the records' `blobs` sets (GC can build on it).
 
 mod blob;
 mod digest;
 mod error;
+mod export;
 mod fsutil;
+mod import;
 mod inflight;
 mod layout;
 mod locks;
 mod manifest;
+mod oci_layout;
 mod pins;
 mod platform;
+mod precompile;
 mod pull;
 mod record;
 pub mod reference;
@@ -56,15 +74,22 @@ mod safe_path;
 mod store;
 mod types;
 mod unpack;
+mod wasm_index;
 
 #[cfg(test)]
 mod formats_tests;
 #[cfg(test)]
+mod layout_tests;
+#[cfg(test)]
 mod mirror_tests;
+#[cfg(test)]
+mod precompile_tests;
 #[cfg(test)]
 mod store_tests;
 
 pub use error::{ErrorKind, ImageError};
+pub use export::{Exported, export_image};
+pub use precompile::{Artifact, PrecompileError, Precompiler};
 pub use reference::ImageRef;
 pub use registry::{
     Endpoint, FailureKind, MirroredRegistry, OciRegistry, Registry, RegistryError, RegistrySession,

@@ -81,10 +81,6 @@ impl ImageStore {
         reference: &ImageRef,
         auth: Option<&RegistryAuth>,
     ) -> Result<Image, ImageError> {
-        // Pulls of one reference with other credentials do not share a download; they still run
-        // one after the other so the second finds the first one's blobs.
-        let serial = self.pull_locks.get(&reference.to_string());
-        let _serial = serial.lock().await;
         let session =
             self.registry
                 .connect(reference, auth)
@@ -92,17 +88,31 @@ impl ImageStore {
                     registry: reference.registry().to_owned(),
                     source,
                 })?;
+        let image = self.pull_from(reference, session.as_ref()).await?;
+        info!(reference = %reference, image_id = %image.id, size = image.size, "image pulled");
+        Ok(image)
+    }
+
+    /// Pulls `reference` through `session`: a registry's, or an OCI layout's for `import`, which
+    /// thus stores, verifies, unpacks and records exactly as a registry pull does.
+    pub(crate) async fn pull_from(
+        &self,
+        reference: &ImageRef,
+        session: &dyn RegistrySession,
+    ) -> Result<Image, ImageError> {
+        // Pulls of one reference with other credentials do not share a download; they still run
+        // one after the other so the second finds the first one's blobs.
+        let serial = self.pull_locks.get(&reference.to_string());
+        let _serial = serial.lock().await;
         let mut pull = Pull {
             store: self,
-            session: session.as_ref(),
+            session,
             reference,
             pins: Pins::new(self),
             blobs: BTreeSet::new(),
             cancel: Arc::new(AtomicBool::new(false)),
         };
-        let image = pull.run().await?;
-        info!(reference = %reference, image_id = %image.id, size = image.size, "image pulled");
-        Ok(image)
+        pull.run().await
     }
 }
 

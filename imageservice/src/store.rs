@@ -16,6 +16,7 @@ use crate::fsutil;
 use crate::inflight::InFlight;
 use crate::layout::Layout;
 use crate::locks::{KeyedLocks, lock};
+use crate::precompile::Precompiled;
 use crate::record::{self, Record};
 use crate::reference::ImageRef;
 use crate::registry::{MirroredRegistry, OciRegistry, Registry};
@@ -28,6 +29,8 @@ pub struct ImageStore {
     pub(crate) state: Mutex<State>,
     pub(crate) pull_locks: KeyedLocks,
     pub(crate) inflight: InFlight,
+    /// Native code compiled from the images' Wasm (`precompile.rs`).
+    pub(crate) precompiled: Precompiled,
     /// Held for the store's lifetime: two stores on one root would delete each other's temp
     /// files and orphans.
     _root_lock: Flock<File>,
@@ -66,6 +69,7 @@ impl ImageStore {
         }
         resolve_duplicate_tags(&layout, &mut state)?;
         sweep_orphans(&layout, &state)?;
+        let precompiled = Precompiled::open(&layout, state.images.keys())?;
         info!(root = %root.display(), images = state.images.len(), "image store opened");
         Ok(ImageStore {
             layout,
@@ -73,6 +77,7 @@ impl ImageStore {
             state: Mutex::new(state),
             pull_locks: KeyedLocks::default(),
             inflight: InFlight::default(),
+            precompiled,
             _root_lock: root_lock,
         })
     }
@@ -122,6 +127,7 @@ impl ImageStore {
                 warn!(path = %rootfs.display(), %error, "cannot delete rootfs of removed image");
             }
         }
+        self.precompiled.image_removed(&self.layout, config.hex());
         info!(image_id = %record.image.id, "image removed");
         Ok(())
     }

@@ -117,6 +117,7 @@ impl CniBackend {
                 capability_args: inv.capability_args,
                 result: raw,
             }),
+            native: None,
         }))
     }
 
@@ -252,6 +253,7 @@ mod tests {
                 egress_burst: 0,
             }),
             ips: Vec::new(),
+            tap: false,
         }
     }
 

@@ -3,7 +3,8 @@
 //! `conformance/bench.sh`, which builds release binaries first; not part of the test suite.
 //!
 //! ```text
-//! wcri-bench [--runs 20] [--warmup 1] [--pods 10] [--settle-ms 2000]
+//! wcri-bench [--runs 20] [--warmup 1] [--pods 10] [--settle-ms 2000] [--network-runs 50]
+//!            [--precompile-runs 5] [--precompile-functions 15000]
 //! ```
 //!
 //! 1. Pod start: RunPodSandbox → CreateContainer(hello) → StartContainer → ContainerStatus polled every
@@ -11,6 +12,12 @@
 //!    stopping/removing the pod afterwards is not timed.
 //! 2. Memory: `--pods` pods with one idle `sleeper` container each; after `--settle-ms`, PSS and RSS of the
 //!    daemon and of every `wasm-cri pod` process from `/proc/<pid>/smaps_rollup`.
+//!
+//! 3. RunPodSandbox latency by network backend (`--network-runs`, 0 skips it): loopback only, the native
+//!    backend and the bridge CNI plugin, each on a daemon of its own (`conformance/src/bench/network.rs`).
+//!
+//! 4. Pull + first start of a multi-megabyte module with and without the precompile cache
+//!    (`--precompile-runs`, 0 skips it; `conformance/src/bench/precompile.rs`).
 //!
 //! Prints one line per result and a final line of JSON with the same numbers.
 
@@ -47,7 +54,21 @@ struct Cli {
     /// How long the sleeper pods idle before memory is read.
     #[arg(long, default_value_t = 2000)]
     settle_ms: u64,
+    /// Timed RunPodSandbox calls per network backend (0: skip that part).
+    #[arg(long, default_value_t = 50)]
+    network_runs: usize,
+    /// Pull + first start runs of the big module per precompile mode (0: skip that part).
+    #[arg(long, default_value_t = 5)]
+    precompile_runs: usize,
+    /// Functions of the big module (about 350 bytes of code each).
+    #[arg(long, default_value_t = 15_000)]
+    precompile_functions: usize,
 }
+
+#[path = "../bench/network.rs"]
+mod network;
+#[path = "../bench/precompile.rs"]
+mod precompile;
 
 /// How often ContainerStatus is polled while waiting for the hello container to exit.
 const POLL: Duration = Duration::from_millis(2);
@@ -207,6 +228,20 @@ async fn bench(cli: &Cli, reg: &Registry, daemon: &Daemon) -> Result<()> {
         rss_pod_median
     );
 
+    let network = if cli.network_runs > 0 {
+        let log = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_string());
+        network::bench(cli.network_runs, &log).await?
+    } else {
+        serde_json::Value::Null
+    };
+
+    let precompiled = if cli.precompile_runs > 0 {
+        let log = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_string());
+        precompile::bench(reg, cli.precompile_runs, cli.precompile_functions, &log).await?
+    } else {
+        serde_json::Value::Null
+    };
+
     let summary = json!({
         "pod_start_ms": {
             "runs": cli.runs,
@@ -229,6 +264,8 @@ async fn bench(cli: &Cli, reg: &Registry, daemon: &Daemon) -> Result<()> {
             "rss_daemon": daemon_mem.rss_kib,
             "rss_per_pod_median": rss_pod_median,
         },
+        "run_pod_sandbox_by_network_ms": network,
+        "precompile_cache_ms": precompiled,
     });
     println!("{summary}");
     Ok(())

@@ -25,7 +25,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Build every fixture into DIR (hello, exitcode, sleeper, probe, memhog, trap, loop, toolbox,
-    /// hello-component).
+    /// hello-component, hello-http, tcp-hello).
     Build {
         #[arg(long)]
         out: PathBuf,

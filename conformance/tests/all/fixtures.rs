@@ -105,3 +105,60 @@ fn component_is_a_wasi_command() {
         "exports {exports:?}"
     );
 }
+
+/// Top-level `(imports, exports)` names of a component fixture.
+fn component_interfaces(name: &str) -> (Vec<String>, Vec<String>) {
+    let bytes = std::fs::read(fixture_path(fixtures_dir().unwrap(), name)).unwrap();
+    let (mut imports, mut exports) = (Vec::new(), Vec::new());
+    // wit-component's output has no nested components, so these are the outer component's sections.
+    for payload in wasmparser::Parser::new(0).parse_all(&bytes) {
+        match payload.unwrap() {
+            wasmparser::Payload::ComponentImportSection(section) => {
+                for import in section {
+                    imports.push(import.unwrap().name.name.to_string());
+                }
+            }
+            wasmparser::Payload::ComponentExportSection(section) => {
+                for export in section {
+                    exports.push(export.unwrap().name.name.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    (imports, exports)
+}
+
+/// The wasi:http fixture is a handler of the proxy world: it exports the incoming handler and no `run`, and
+/// imports nothing outside that world (no filesystem: the proxy adapter).
+#[test]
+fn http_fixture_is_a_wasi_http_handler() {
+    let (imports, exports) = component_interfaces("hello-http");
+    assert!(
+        exports
+            .iter()
+            .any(|e| e.starts_with("wasi:http/incoming-handler@0.2")),
+        "exports {exports:?}"
+    );
+    assert!(!exports.iter().any(|e| e.starts_with("wasi:cli/run")));
+    assert!(
+        !imports.iter().any(|i| i.starts_with("wasi:filesystem")),
+        "imports {imports:?}"
+    );
+}
+
+/// The sockets fixture is a WASI 0.2 command that imports wasi:sockets itself.
+#[test]
+fn sockets_fixture_imports_wasi_sockets() {
+    let (imports, exports) = component_interfaces("tcp-hello");
+    assert!(
+        exports.iter().any(|e| e.starts_with("wasi:cli/run@0.2")),
+        "exports {exports:?}"
+    );
+    for wanted in ["wasi:sockets/tcp@0.2", "wasi:sockets/ip-name-lookup@0.2"] {
+        assert!(
+            imports.iter().any(|i| i.starts_with(wanted)),
+            "imports {imports:?}"
+        );
+    }
+}

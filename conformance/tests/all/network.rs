@@ -15,18 +15,18 @@ use conformance::crictl::{inspectp, pod_state};
 use conformance::{Daemon, DaemonOpts, PodConfig, skip_unless_root};
 use serde_json::{Value, json};
 
-const CNI_BIN: &str = "/usr/lib/cni";
+pub(crate) const CNI_BIN: &str = "/usr/lib/cni";
 
 /// A CNI config directory, a host-local data directory and a bridge name of our own; the bridge is deleted
 /// on drop (declare it before the daemon, so the daemon removes its pods first).
-struct TestNet {
+pub(crate) struct TestNet {
     dir: tempfile::TempDir,
     bridge: String,
     name: String,
 }
 
 impl TestNet {
-    fn new(tag: &str) -> TestNet {
+    pub(crate) fn new(tag: &str) -> TestNet {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("net.d")).unwrap();
         // Interface names hold 15 bytes.
@@ -38,7 +38,7 @@ impl TestNet {
         }
     }
 
-    fn conf_dir(&self) -> PathBuf {
+    pub(crate) fn conf_dir(&self) -> PathBuf {
         self.dir.path().join("net.d")
     }
 
@@ -59,7 +59,7 @@ impl TestNet {
 
     /// bridge (gateway on the host side so the node can reach pods, no masquerading) + host-local +
     /// portmap + loopback, with extra plugins appended.
-    fn write_conflist(&self, subnet: &str, extra: &[Value]) {
+    pub(crate) fn write_conflist(&self, subnet: &str, extra: &[Value]) {
         let mut plugins = vec![
             json!({
                 "type": "bridge",
@@ -117,7 +117,7 @@ fn run_pod(d: &Daemon, pod: &PodConfig, port_mappings: Value) -> anyhow::Result<
     d.crictl_ok([std::ffi::OsStr::new("runp"), path.as_os_str()])
 }
 
-fn pod_ip(d: &Daemon, pod_id: &str) -> String {
+pub(crate) fn pod_ip(d: &Daemon, pod_id: &str) -> String {
     inspectp(&d.endpoint(), pod_id).unwrap()["status"]["network"]["ip"]
         .as_str()
         .unwrap_or_default()

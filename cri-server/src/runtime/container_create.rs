@@ -1,6 +1,7 @@
 //! CRI `CreateContainer`: resolves what to run from the image and the container config (Docker/containerd
 //! rules), prepares the container's private root, and registers the container with its pod process, which
-//! compiles the Wasm (so a non-Wasm entrypoint fails here, with a message that says so).
+//! compiles the Wasm (so a non-Wasm entrypoint fails here, with a message that says so) or maps the artifact
+//! of the precompile cache the daemon chose for it (`precompiled.rs`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,7 +11,9 @@ use proto::cri::{ContainerConfig, CreateContainerRequest, CreateContainerRespons
 use proto::pod::{ContainerSpec, Preopen};
 use tracing::info;
 
-use super::{Cleanup, Runtime, capabilities, identity, listen_ports, now_nanos, rootfs};
+use super::{
+    Cleanup, Runtime, capabilities, http_concurrency, identity, listen_ports, now_nanos, rootfs,
+};
 use crate::error::ServerError;
 use crate::ids::new_id;
 use crate::state::{Container, ContainerMeta, SandboxState, persist_remove_dir};
@@ -102,7 +105,8 @@ impl Runtime {
                 source,
             })?
             .map_err(|e| ServerError::io("copying image files into", &root, e))?;
-        copy_pod_etc(&sandbox.meta.state_dir.join("etc"), &root.join("etc"))?;
+        // Files written over the image's copy: a program among them is not the image's any more.
+        let mut replaced = copy_pod_etc(&sandbox.meta.state_dir.join("etc"), &root.join("etc"))?;
 
         let env = merge_env(&image.config.env, &config.envs);
         let argv = argv(
@@ -112,8 +116,11 @@ impl Runtime {
             &config.args,
         );
         let Some(argv0) = argv.first() else {
-            return Err(ServerError::FailedPrecondition(format!(
-                "image {image_name} has no Entrypoint or Cmd and the container gives no command: wasm-cri needs the path of the .wasm file to run"
+            // Images of several raw Wasm layers get no Entrypoint (none of them is "the" program): name them.
+            let wasm = self.images.wasm_paths(&image).await.unwrap_or_default();
+            return Err(ServerError::FailedPrecondition(no_program_message(
+                &image_name,
+                &wasm,
             )));
         };
         let workdir = if !config.working_dir.is_empty() {
@@ -162,7 +169,7 @@ impl Runtime {
                 }),
                 // WASI can only pre-open directories: a file mount is copied into the container's root at
                 // create time (later changes on the host are not seen).
-                Ok(_) => copy_file_mount(host, &root, &m.container_path)?,
+                Ok(_) => replaced.push(copy_file_mount(host, &root, &m.container_path)?),
                 Err(e) => return Err(ServerError::io("mount source", host, e)),
             }
         }
@@ -190,6 +197,9 @@ impl Runtime {
             config.metadata.as_ref().map_or("", |m| m.name.as_str()),
             &image.config.exposed_ports,
         )?;
+        let precompiled_path = self
+            .precompiled_path(&image, &root, &host_program, &replaced)
+            .await;
         let spec = ContainerSpec {
             id: id.clone(),
             wasm_path: host_program.display().to_string(),
@@ -207,6 +217,12 @@ impl Runtime {
                 .unwrap_or_default(),
             run_as: Some(run_as),
             listen_ports,
+            http_max_concurrency: http_concurrency::http_max_concurrency(
+                &config.annotations,
+                &sandbox.meta.config.annotations,
+                config.metadata.as_ref().map_or("", |m| m.name.as_str()),
+            )?,
+            precompiled_path,
         };
 
         let mut client = sandbox.client().ok_or_else(|| {
@@ -266,6 +282,22 @@ impl Runtime {
     /// Deletes a container's private files (its root copy and records). Logs stay: the kubelet owns them.
     pub(crate) fn remove_container_files(&self, c: &Container) -> Result<(), ServerError> {
         persist_remove_dir(c.dir())
+    }
+}
+
+/// Why a container without command in an image without Entrypoint/Cmd cannot run, and what to do.
+fn no_program_message(image_name: &str, wasm: &[String]) -> String {
+    let head =
+        format!("image {image_name} has no Entrypoint or Cmd and the container gives no command");
+    match wasm {
+        [] => format!(
+            "{head}: wasm-cri needs the path of the .wasm file to run; set the container's command"
+        ),
+        [only] => format!("{head}; set the container's command to [\"{only}\"], its Wasm file"),
+        several => format!(
+            "{head}, and it has several Wasm files ({}): set the container's command to the one to run",
+            several.join(", ")
+        ),
     }
 }
 
@@ -351,26 +383,30 @@ fn check_recursive_read_only(m: &proto::cri::Mount) -> Result<(), ServerError> {
     Ok(())
 }
 
-fn copy_pod_etc(from: &Path, to: &Path) -> Result<(), ServerError> {
+/// Copies the pod's `/etc` files into the container's root; returns the paths written.
+fn copy_pod_etc(from: &Path, to: &Path) -> Result<Vec<PathBuf>, ServerError> {
     std::fs::create_dir_all(to).map_err(|e| ServerError::io("creating", to, e))?;
+    let mut written = Vec::new();
     for name in ["hostname", "hosts", "resolv.conf"] {
         let dst = to.join(name);
         // The image may ship its own as a symlink; the pod's file replaces it.
         let _ = std::fs::remove_file(&dst);
         std::fs::copy(from.join(name), &dst)
             .map_err(|e| ServerError::io("copying pod file to", &dst, e))?;
+        written.push(dst);
     }
-    Ok(())
+    Ok(written)
 }
 
-fn copy_file_mount(host: &Path, root: &Path, container_path: &str) -> Result<(), ServerError> {
+/// Copies a file mount into the container's root; returns the path written.
+fn copy_file_mount(host: &Path, root: &Path, container_path: &str) -> Result<PathBuf, ServerError> {
     let dst = root.join(container_path.trim_start_matches('/'));
     if let Some(parent) = dst.parent() {
         std::fs::create_dir_all(parent).map_err(|e| ServerError::io("creating", parent, e))?;
     }
     let _ = std::fs::remove_file(&dst);
     std::fs::copy(host, &dst).map_err(|e| ServerError::io("copying file mount to", &dst, e))?;
-    Ok(())
+    Ok(dst)
 }
 
 #[cfg(test)]
@@ -422,6 +458,18 @@ mod tests {
             .is_ok()
         );
         assert!(check_security_context(&ContainerConfig::default()).is_ok());
+    }
+
+    #[test]
+    fn missing_program_message_names_the_wasm_files() {
+        let several = no_program_message("x", &s(&["/a.wasm", "/b.wasm"]));
+        assert!(
+            several.contains("several Wasm files (/a.wasm, /b.wasm)"),
+            "{several}"
+        );
+        assert!(several.contains("set the container's command"), "{several}");
+        assert!(no_program_message("x", &s(&["/a.wasm"])).contains(r#"["/a.wasm"]"#));
+        assert!(no_program_message("x", &[]).contains("set the container's command"));
     }
 
     #[test]

@@ -5,8 +5,18 @@
 //! config file's credentials for the registry are used (`[registries."<host>"]`), else none. The
 //! caller's deadline (`grpc-timeout`) is enforced by the gRPC edge (`grpc/mod.rs`), which stops
 //! the pull when it passes; concurrent pulls of one reference share one download (imageservice).
+//!
+//! Precompiling: once the image is recorded, its Wasm files are compiled into the image store's precompile
+//! cache before the pull answers, so the kubelet's first container start maps native code instead of
+//! compiling (the compile moves out of pod start-up, where the kubelet waits on it for every new pod). It
+//! runs on blocking threads; a failure is logged and the pull still succeeds (the pod process compiles, and a
+//! module that does not compile fails CreateContainer as it would without the cache).
 
+use std::time::Instant;
+
+use imageservice::Image;
 use proto::cri::{AuthConfig, PullImageRequest, PullImageResponse};
+use tracing::{info, warn};
 
 use super::Runtime;
 use crate::error::ServerError;
@@ -31,9 +41,22 @@ impl Runtime {
                     op: format!("pulling image {reference}"),
                     source,
                 })?;
+        self.precompile_pulled(&image).await;
         Ok(PullImageResponse {
             image_ref: image.id,
         })
+    }
+
+    /// See the module docs.
+    async fn precompile_pulled(&self, image: &Image) {
+        let started = Instant::now();
+        match self.images.precompile(image).await {
+            Ok(0) => {}
+            Ok(artifacts) => info!(image_id = %image.id, artifacts,
+                millis = started.elapsed().as_millis() as u64, "image precompiled"),
+            Err(error) => warn!(image_id = %image.id, %error,
+                "cannot precompile the image; pod processes will compile its Wasm"),
+        }
     }
 }
 

@@ -16,6 +16,9 @@ use crate::state::{Sandbox, SandboxState};
 /// Pod annotations that ask for traffic shaping (the kubelet's bandwidth annotations).
 const INGRESS_BANDWIDTH: &str = "kubernetes.io/ingress-bandwidth";
 const EGRESS_BANDWIDTH: &str = "kubernetes.io/egress-bandwidth";
+/// Pod annotation choosing how the native backend wires the pod: `tap` gives it a TAP device (`tap0`) that
+/// carries its frames instead of an addressed `eth0`; `routed` (or no annotation) is the usual.
+pub const NETWORK_MODE: &str = "wasm-cri.io/network-mode";
 
 impl Runtime {
     /// Attaches a new pod whose namespace is `netns` and registers the undo step in `cleanup`. `None`: the
@@ -148,7 +151,19 @@ fn pod_network(
         bandwidth: bandwidth(config)?,
         // CRI has no field for requested addresses.
         ips: Vec::new(),
+        tap: tap_mode(config)?,
     })
+}
+
+/// The [`NETWORK_MODE`] annotation.
+fn tap_mode(config: &PodSandboxConfig) -> Result<bool, ServerError> {
+    match config.annotations.get(NETWORK_MODE).map(String::as_str) {
+        None | Some("routed") => Ok(false),
+        Some("tap") => Ok(true),
+        Some(other) => Err(ServerError::InvalidArgument(format!(
+            "annotation {NETWORK_MODE}={other:?} is not a network mode: use \"routed\" (the default) or \"tap\""
+        ))),
+    }
 }
 
 /// The bandwidth annotations as the `bandwidth` capability: rates in bits per second, bursts unlimited
@@ -390,6 +405,21 @@ mod tests {
         };
         assert!(matches!(
             bandwidth(&bad),
+            Err(ServerError::InvalidArgument(_))
+        ));
+    }
+
+    #[test]
+    fn network_mode_annotation() {
+        let with = |v: &str| PodSandboxConfig {
+            annotations: [(NETWORK_MODE.to_string(), v.to_string())].into(),
+            ..Default::default()
+        };
+        assert!(!tap_mode(&PodSandboxConfig::default()).unwrap());
+        assert!(!tap_mode(&with("routed")).unwrap());
+        assert!(tap_mode(&with("tap")).unwrap());
+        assert!(matches!(
+            tap_mode(&with("tun")),
             Err(ServerError::InvalidArgument(_))
         ));
     }

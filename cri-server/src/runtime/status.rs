@@ -16,7 +16,8 @@ impl Runtime {
             message: String::new(),
         };
         // Pods get their own network namespace, which needs the privilege to create one, and their network
-        // from the backend (CNI: ready once a config exists; pods still run, loopback only, without one).
+        // from the backend (CNI: ready once a config exists; else the native backend, unless disabled, when
+        // pods still run, loopback only).
         let network_ready = if nix::unistd::geteuid().is_root() {
             let status = self.network.status();
             RuntimeCondition {
@@ -45,6 +46,15 @@ impl Runtime {
                     "insecureRegistries": self.config.insecure_registries,
                     "cniConfDir": self.config.cni.conf_dir,
                     "cniBinDirs": self.config.cni.bin_dirs,
+                    "nativeNetwork": {
+                        "enabled": self.config.native_network.enabled,
+                        "bridge": self.config.native_network.bridge,
+                        "subnet": self.config.native_network.subnet,
+                        "mtu": self.config.native_network.mtu,
+                        "masquerade": self.config.native_network.masquerade,
+                        "hostports": self.config.native_network.hostports,
+                        "ipamFile": self.config.native_network.ipam_file,
+                    },
                 })
                 .to_string(),
             );

@@ -3,6 +3,12 @@
 //! The kind comes from the Wasm preamble, never from a file name or an image annotation: `\0asm` followed by
 //! version `01 00 00 00` is a core module, and by version/layer `0d 00 01 00` a component. Anything else gets a
 //! description meant for a person reading `kubectl describe` ("an ELF executable ...").
+//!
+//! A compiled component is a `wasi:http` handler when its type exports `wasi:http/incoming-handler`
+//! ([`exports_http_handler`]).
+
+use wasmtime::component::Component;
+use wasmtime::component::types::ComponentItem;
 
 /// The Wasm magic number.
 const WASM_MAGIC: &[u8; 4] = b"\0asm";
@@ -37,6 +43,22 @@ pub fn detect(bytes: &[u8]) -> Detected {
         };
     }
     Detected::NotWasm(describe(bytes))
+}
+
+/// The export a wasi:http handler component serves requests through, up to its version.
+const HTTP_HANDLER_EXPORT: &str = "wasi:http/incoming-handler@0.2.";
+
+/// Whether `component` exports `wasi:http/incoming-handler` of WASI 0.2 (any patch version: wasmtime-wasi-http
+/// serves them all), i.e. is a handler the pod serves over HTTP rather than a command it runs. Read from the
+/// component's own type, whatever the image or file is called.
+pub fn exports_http_handler(engine: &wasmtime::Engine, component: &Component) -> bool {
+    component
+        .component_type()
+        .exports(engine)
+        .any(|(name, item)| {
+            name.starts_with(HTTP_HANDLER_EXPORT)
+                && matches!(item.ty, ComponentItem::ComponentInstance(_))
+        })
 }
 
 fn describe(bytes: &[u8]) -> String {
@@ -96,6 +118,27 @@ mod tests {
             detect(&wat::parse_str("(component)").unwrap()),
             Detected::Component
         );
+    }
+
+    #[test]
+    fn http_handler_by_its_exports() {
+        let engine = wasmtime::Engine::default();
+        let handler = wat::parse_str(
+            r#"(component
+                 (instance $h)
+                 (export "wasi:http/incoming-handler@0.2.6" (instance $h)))"#,
+        )
+        .unwrap();
+        let handler = Component::from_binary(&engine, &handler).unwrap();
+        assert!(exports_http_handler(&engine, &handler));
+        let command = wat::parse_str(
+            r#"(component
+                 (instance $r)
+                 (export "wasi:cli/run@0.2.6" (instance $r)))"#,
+        )
+        .unwrap();
+        let command = Component::from_binary(&engine, &command).unwrap();
+        assert!(!exports_http_handler(&engine, &command));
     }
 
     #[test]

@@ -30,6 +30,21 @@ pub enum EngineError {
         source: WasmtimeError,
     },
 
+    #[error("moving a wasi:http handler's compiled code into the pooling engine")]
+    AdoptHandler {
+        #[source]
+        source: WasmtimeError,
+    },
+
+    #[error(
+        "preparing the wasi:http handler (its imports must be in the wasi:http/proxy world and \
+         wasi:cli, filesystem or sockets of WASI 0.2)"
+    )]
+    LinkHandler {
+        #[source]
+        source: WasmtimeError,
+    },
+
     #[error("starting the epoch ticker thread")]
     StartTicker {
         #[source]
@@ -62,6 +77,22 @@ pub enum EngineError {
 
     #[error("compiling component {}", path.display())]
     CompileComponent {
+        path: PathBuf,
+        #[source]
+        source: WasmtimeError,
+    },
+
+    #[error("precompiling Wasm")]
+    Precompile {
+        #[source]
+        source: WasmtimeError,
+    },
+
+    #[error("refusing precompiled artifact {}: {reason}", path.display())]
+    UntrustedArtifact { path: PathBuf, reason: String },
+
+    #[error("loading precompiled artifact {}", path.display())]
+    LoadArtifact {
         path: PathBuf,
         #[source]
         source: WasmtimeError,

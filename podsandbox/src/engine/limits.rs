@@ -23,6 +23,15 @@ const MAX_MEMORIES: usize = 100;
 /// Host bytes per table element, for the working set: wasmtime stores each element as one pointer.
 const TABLE_ELEMENT_BYTES: u64 = std::mem::size_of::<usize>() as u64;
 
+impl Drop for MemoryLimiter {
+    fn drop(&mut self) {
+        // The store and its memories go with the limiter: a shared usage gives back this store's share.
+        if let Some(published) = self.shared {
+            self.usage.change_memory(published, 0);
+        }
+    }
+}
+
 /// A memory request the limit refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Exceeded {
@@ -55,6 +64,10 @@ pub struct MemoryLimiter {
     last_table_grant: u64,
     /// Where the current total (memories + tables) is published for the stats RPC.
     usage: Arc<Usage>,
+    /// `Some(last published total)` when several stores count into one `usage` (a wasi:http handler's
+    /// instances, one per request): changes are added to it, and the store's share is taken back when the
+    /// limiter (that is, the store) is dropped. `None`: the store's total is the usage.
+    shared: Option<u64>,
 }
 
 impl MemoryLimiter {
@@ -68,12 +81,26 @@ impl MemoryLimiter {
             table_bytes: 0,
             last_table_grant: 0,
             usage,
+            shared: None,
         }
     }
 
-    fn publish(&self) {
-        self.usage
-            .set_memory(self.used.saturating_add(self.table_bytes));
+    /// A limiter of one of several stores counting into the same `usage` (each store limited to `limit`).
+    pub fn sharing(limit: Option<u64>, usage: Arc<Usage>) -> MemoryLimiter {
+        let mut limiter = MemoryLimiter::new(limit, usage);
+        limiter.shared = Some(0);
+        limiter
+    }
+
+    fn publish(&mut self) {
+        let total = self.used.saturating_add(self.table_bytes);
+        match &mut self.shared {
+            None => self.usage.set_memory(total),
+            Some(published) => {
+                self.usage.change_memory(*published, total);
+                *published = total;
+            }
+        }
     }
 
     /// The first request the limit refused, if any.
@@ -189,6 +216,22 @@ mod tests {
             .unwrap();
         assert!(l.memory_growing(0, 2 * PAGE, None).unwrap());
         assert_eq!(l.exceeded(), None);
+    }
+
+    #[test]
+    fn sharing_stores_add_up_and_give_back_their_share() {
+        let usage = Usage::new();
+        let mut a = MemoryLimiter::sharing(Some(2 * PAGE as u64), Arc::clone(&usage));
+        let mut b = MemoryLimiter::sharing(Some(2 * PAGE as u64), Arc::clone(&usage));
+        assert!(a.memory_growing(0, 2 * PAGE, None).unwrap());
+        assert!(b.memory_growing(0, PAGE, None).unwrap());
+        assert_eq!(usage.memory_bytes(), 3 * PAGE as u64);
+        // Each store has the limit to itself.
+        assert!(b.memory_growing(PAGE, 3 * PAGE, None).is_err());
+        drop(a);
+        assert_eq!(usage.memory_bytes(), PAGE as u64);
+        drop(b);
+        assert_eq!(usage.memory_bytes(), 0);
     }
 
     #[test]

@@ -7,6 +7,9 @@
 //! - [`p1_rofs`]: preview 1 path calls that report the kernel's read-only refusals as `rofs`, not `io`, using
 //!   [`read_only_fs`] to ask the kernel.
 //! - [`p1_sockets`]: pre-opened TCP listeners and accepted connections for preview 1 guests (`LISTEN_FDS`).
+//! - [`http`]: serving a `wasi:http/incoming-handler` component over HTTP/1.1 and HTTP/2, an instance per request.
+//! - [`precompiled`]: compiling into the image store's precompile cache and loading from it (with
+//!   `artifact_trust`, which decides which artifacts may be mapped as code).
 //! - [`usage`]: per-container CPU time and memory counters, read by the stats RPC.
 //! - [`stdin`]: a guest stdin fed by the host (exec).
 //! - [`error`]: the [`EngineError`] type.
@@ -14,16 +17,20 @@
 pub mod config;
 pub mod detect;
 pub mod error;
+pub mod http;
 pub mod limits;
 pub mod p1_guest;
 pub mod p1_rofs;
 pub mod p1_sockets;
+pub mod precompiled;
 pub mod read_only_fs;
 pub mod run;
 pub mod status;
 pub mod stdin;
 pub mod usage;
 pub mod wasi;
+
+mod artifact_trust;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use wasmtime::Store;
 use wasmtime_wasi::p2::bindings::Command;
 
+use super::http::{self, HttpServing};
 use super::limits::Exceeded;
 use super::status::{self, ExitStatus, Stage};
 use super::usage::{CpuTimed, Usage};
@@ -56,6 +57,9 @@ pub struct RunSpec {
     /// container's files as root, as a runtime sets up a container's mounts before the process starts, and
     /// the guest then reaches them with its own identity only). An error means the program does not start.
     pub before_guest: Option<BeforeGuest>,
+    /// Set for a container whose component exports `wasi:http/incoming-handler`: the pod serves it over HTTP
+    /// on its listen ports (see `http`) instead of running `wasi:cli/run`.
+    pub http: Option<HttpServing>,
 }
 
 /// The hook of [`RunSpec::before_guest`].
@@ -71,7 +75,7 @@ impl std::fmt::Debug for BeforeGuest {
 }
 
 /// Runs the hook, if any; `Some(status)` when the guest must not start.
-fn before_guest(hook: Option<BeforeGuest>) -> Option<ExitStatus> {
+pub(crate) fn before_guest(hook: Option<BeforeGuest>) -> Option<ExitStatus> {
     let hook = hook?;
     match (hook.0)() {
         Ok(()) => None,
@@ -90,12 +94,13 @@ pub async fn run(
     let (stdout, stderr) = (spec.stdout.clone(), spec.stderr.clone());
     let usage = Arc::clone(&spec.usage);
     let hook = spec.before_guest.take();
-    let instance = async {
+    let instance = async move {
         match program {
             Program::Module(module) => run_module(engine, module, &spec, hook, stop).await,
-            Program::Component(component) => {
-                run_component(engine, component, &spec, hook, stop).await
-            }
+            Program::Component(component) => match spec.http.take() {
+                Some(http) => http::server::serve(component, spec, http, hook, stop).await,
+                None => run_component(engine, component, &spec, hook, stop).await,
+            },
         }
     };
     // Instantiation counts as the container's CPU time (as a process's startup does); compilation at create
@@ -195,7 +200,7 @@ async fn run_component(
 }
 
 /// Makes compiled code yield to the executor at every tick from now on, so stops and other tasks get a turn.
-fn arm_epoch<T>(store: &mut Store<T>) {
+pub(crate) fn arm_epoch<T>(store: &mut Store<T>) {
     store.set_epoch_deadline(TICKS_PER_SLICE);
     store.epoch_deadline_async_yield_and_update(TICKS_PER_SLICE);
 }

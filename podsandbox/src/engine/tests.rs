@@ -30,6 +30,7 @@ fn spec(dir: &Path, args: &[&str]) -> (RunSpec, PathBuf) {
         usage: Usage::new(),
         listen_ports: Vec::new(),
         before_guest: None,
+        http: None,
     };
     (spec, log_path)
 }

@@ -43,6 +43,20 @@ impl Usage {
     pub(crate) fn set_memory(&self, bytes: u64) {
         self.memory_bytes.store(bytes, Ordering::Relaxed);
     }
+
+    /// Replaces one store's `old` share of the memory count with `new` (several stores counting together).
+    pub(crate) fn change_memory(&self, old: u64, new: u64) {
+        if new >= old {
+            self.memory_bytes.fetch_add(new - old, Ordering::Relaxed);
+        } else {
+            // Never below zero: a `set_memory(0)` at the end of the run may have come first.
+            let _ = self
+                .memory_bytes
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |m| {
+                    Some(m.saturating_sub(old - new))
+                });
+        }
+    }
 }
 
 /// A future that adds the thread CPU time of each of its polls to a [`Usage`].

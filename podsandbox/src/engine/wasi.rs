@@ -83,7 +83,8 @@ pub fn builder(
         .inherit_network()
         .allow_tcp(true)
         .allow_udp(true)
-        // Resolved by the pod process's resolver (getaddrinfo: its /etc/hosts and /etc/resolv.conf).
+        // Resolved by the pod process's resolver (getaddrinfo: its /etc/hosts and /etc/resolv.conf, which are
+        // the pod's: `pod::resolver`).
         .allow_ip_name_lookup(true);
     // Without a stdin the builder's default applies: a closed stream, so a reading guest sees end-of-file.
     if let Some(stdin) = &spec.stdin {

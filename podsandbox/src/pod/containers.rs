@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use proto::pod::{ContainerSpec, ContainerState, ContainerStatus, ContainerUsage, StatsReply};
 use tokio::sync::{broadcast, oneshot, watch};
@@ -34,6 +35,8 @@ struct Entry {
     status: ContainerStatus,
     /// Present while the instance runs; sending (or dropping) it interrupts the instance.
     stop: Option<oneshot::Sender<()>>,
+    /// Present while a wasi:http handler serves; sending it starts the drain (see `engine::http`).
+    drain: Option<oneshot::Sender<()>>,
     /// Turns true once the instance has exited and `status` says so.
     exited: watch::Receiver<bool>,
     /// CPU time and memory of the instance, updated by the task running it.
@@ -104,7 +107,19 @@ impl Containers {
         if let Some(e) = self.table().get(&spec.id) {
             return Ok(e.status.clone());
         }
-        let program = self.program(Path::new(&spec.wasm_path)).await?;
+        let wasm_path = Path::new(&spec.wasm_path);
+        let precompiled = match spec.precompiled_path.as_str() {
+            "" => None,
+            artifact => {
+                self.programs
+                    .load_precompiled(&self.engine, Path::new(artifact), wasm_path, &spec.id)
+                    .await
+            }
+        };
+        let program = match precompiled {
+            Some(program) => program,
+            None => self.program(wasm_path).await?,
+        };
         let (preopens, mounts) = mounts::prepare(
             &self.state_dir.join("mnt").join(&spec.id),
             &spec.preopens,
@@ -151,6 +166,7 @@ impl Containers {
             log,
             status,
             stop: None,
+            drain: None,
             exited,
             usage: Usage::new(),
             _mounts: mounts,
@@ -260,6 +276,7 @@ impl Containers {
             entry.stdin = Some(Arc::new(tokio::sync::Mutex::new(Some(writer))));
             spec.stdin = Some(engine::GuestStdin::new(reader, false));
         }
+        entry.drain = serve_http(&self.engine, &entry.program, &entry.spec, &mut spec);
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let (exited_tx, exited_rx) = watch::channel(false);
         entry.stop = Some(stop_tx);
@@ -314,6 +331,7 @@ impl Containers {
                 return;
             };
             entry.stop = None;
+            entry.drain = None;
             entry.status.state = ContainerState::Exited as i32;
             entry.status.finished_at = now_nanos();
             entry.status.exit_code = exit.code;
@@ -334,18 +352,27 @@ impl Containers {
     /// Interrupts a running container and waits for its exit; a created or exited container is left as is.
     ///
     /// WASI gives a guest no way to receive a signal, so there is nothing to deliver first: the stop is the
-    /// equivalent of SIGTERM's default action, an immediate end (exit code 137).
-    pub async fn stop(&self, id: &str) -> Result<ContainerStatus, Status> {
-        let mut exited = {
+    /// equivalent of SIGTERM's default action, an immediate end (exit code 137). A wasi:http handler is the
+    /// exception, since the pod itself is its server: it drains for up to `grace` (exit 0), then is
+    /// interrupted like any other.
+    pub async fn stop(&self, id: &str, grace: Duration) -> Result<ContainerStatus, Status> {
+        let (drain, mut exited) = {
             let mut table = self.table();
             let entry = table
                 .get_mut(id)
                 .ok_or_else(|| Status::not_found(format!("container {id} is not in this pod")))?;
-            if let Some(stop) = entry.stop.take() {
-                let _ = stop.send(());
-            }
-            entry.exited.clone()
+            (entry.drain.take(), entry.exited.clone())
         };
+        if let Some(drain) = drain
+            && drain.send(()).is_ok()
+        {
+            info!(container_id = %id, grace_seconds = grace.as_secs(), "draining wasi:http requests");
+            let _ = tokio::time::timeout(grace, exited.wait_for(|done| *done)).await;
+        }
+        let stop = self.table().get_mut(id).and_then(|e| e.stop.take());
+        if let Some(stop) = stop {
+            let _ = stop.send(());
+        }
         if self.status(id).map(|s| s.state) == Some(ContainerState::Running as i32) {
             let _ = exited.wait_for(|done| *done).await;
         }
@@ -417,7 +444,7 @@ impl Containers {
     pub async fn stop_all(&self) {
         let ids: Vec<String> = self.table().keys().cloned().collect();
         for id in ids {
-            let _ = self.stop(&id).await;
+            let _ = self.stop(&id, Duration::ZERO).await;
         }
     }
 
@@ -428,7 +455,7 @@ impl Containers {
 
 /// Cranelift allocates a lot while compiling, on several threads; glibc keeps what was freed in per-thread
 /// arenas, which would stay resident in an otherwise idle pod process for its whole life. Give it back.
-fn release_compiler_memory() {
+pub(crate) fn release_compiler_memory() {
     // SAFETY: malloc_trim only walks glibc's own heap bookkeeping; it is safe to call at any time from any
     // thread and touches no memory that Rust still uses.
     unsafe {
@@ -506,7 +533,33 @@ pub fn base_run_spec(spec: &ContainerSpec, usage: Arc<Usage>) -> RunSpec {
         usage,
         listen_ports: Vec::new(),
         before_guest: None,
+        http: None,
     }
+}
+
+/// Makes `run` serve the container over HTTP when its component is a wasi:http handler; returns the sender
+/// that starts its drain.
+fn serve_http(
+    engine: &Engine,
+    program: &Program,
+    spec: &ContainerSpec,
+    run: &mut RunSpec,
+) -> Option<oneshot::Sender<()>> {
+    let Program::Component(component) = program else {
+        return None;
+    };
+    if !engine::detect::exports_http_handler(engine.wasmtime(), component) {
+        return None;
+    }
+    let (drain, drained) = oneshot::channel();
+    run.http = Some(engine::http::HttpServing {
+        max_concurrency: match spec.http_max_concurrency {
+            0 => engine::http::DEFAULT_MAX_CONCURRENCY,
+            n => usize::try_from(n).unwrap_or(usize::MAX),
+        },
+        drain: drained,
+    });
+    Some(drain)
 }
 
 fn state_name(state: i32) -> &'static str {

@@ -14,6 +14,7 @@ mod instance;
 mod mounts;
 mod procview;
 mod programs;
+mod resolver;
 mod service;
 mod sysctls;
 
@@ -26,6 +27,7 @@ use crate::error_chain;
 
 pub use bootstrap::{read_message, write_message};
 pub use containers::exit_record_path;
+pub(crate) use containers::release_compiler_memory;
 
 /// Entry point of `wasm-cri pod`. Must be called before any other thread exists.
 pub fn main() -> ExitCode {
@@ -78,6 +80,10 @@ pub fn main() -> ExitCode {
         eprintln!(
             "wasm-cri pod: no private mount namespace ({err}); read-only directories fall back to WASI checks"
         );
+    } else if let Err(err) = resolver::use_pod_files(std::path::Path::new(&boot.state_dir)) {
+        // wasi:sockets name lookups of components would silently use the node's DNS settings instead.
+        reply_error(error_chain(&err));
+        return ExitCode::FAILURE;
     }
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()

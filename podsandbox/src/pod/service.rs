@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::Stream;
 use proto::pod::pod_server::{Pod, PodServer};
@@ -143,8 +144,11 @@ impl Pod for PodService {
         &self,
         req: Request<StopContainerRequest>,
     ) -> Result<Response<ContainerStatus>, Status> {
+        let req = req.into_inner();
+        // A negative timeout (CRI allows any int64) means none.
+        let grace = Duration::from_secs(u64::try_from(req.timeout_seconds).unwrap_or(0));
         self.containers
-            .stop(&req.into_inner().id)
+            .stop(&req.id, grace)
             .await
             .map(Response::new)
     }

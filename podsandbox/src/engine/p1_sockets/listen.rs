@@ -75,6 +75,11 @@ impl Listeners {
         ]
     }
 
+    /// The bound listeners with their ports, for a server of the pod process's own (wasi:http handlers).
+    pub fn into_listeners(self) -> impl Iterator<Item = (u16, TcpListener)> {
+        self.ports.into_iter().zip(self.sockets)
+    }
+
     /// Moves the listeners into a fresh socket table, at `FIRST_SOCKET_FD` and up.
     pub fn into_table(self) -> Result<SocketTable, ListenError> {
         let count = self.sockets.len();

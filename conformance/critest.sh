@@ -25,6 +25,7 @@
 # lifecycles, one at a time) and writes medians per operation to $OUT/critest-benchmark.md; no ratchet.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source conformance/harness.sh
 
 : "${CARGO_TARGET_DIR:=$HOME/.cache/wasm-cri-target}"
 : "${WASM_CRI_TOOLS:=$HOME/.cache/wasm-cri-tools}"
@@ -71,27 +72,7 @@ cleanup() {
 trap cleanup EXIT
 
 # --- a throwaway registry holding the critest images ---
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-registry=127.0.0.1:$port
-mkdir -p "$work/registry"
-cat >"$work/registry.yml" <<EOF
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $work/registry
-  delete:
-    enabled: true
-http:
-  addr: $registry
-EOF
-"$WCRI_REGISTRY_BIN" serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
-registry_pid=$!
-for _ in $(seq 100); do curl -fsS "http://$registry/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
-curl -fsS "http://$registry/v2/" >/dev/null 2>&1 || { echo "critest: registry did not start"; cat "$work/registry.log"; exit 1; }
+start_registry "$work" || { echo "critest: registry did not start"; exit 1; }
 
 "$WCRI_FIXTURE" critest-images --registry "$registry" --out "$work/fixtures" >"$OUT/critest-images.txt" \
   || { echo "critest: pushing the critest images failed"; exit 1; }
@@ -104,8 +85,7 @@ echo "critest: pushed $(wc -l <"$OUT/critest-images.txt") images to $registry"
   done
 } >"$work/wasm-cri.toml"
 : "${CNI_BIN_DIR:=/usr/lib/cni}"
-mkdir -p "$work/net.d"
-cat >"$work/net.d/10-wasm-cri-critest.conflist" <<EOF
+write_bridge_conflist "$work/net.d/10-wasm-cri-critest.conflist" wasm-cri-critest "$cni_bridge" 10.89.0.0/16 "$work/cni-ipam"
 {
   "cniVersion": "1.0.0",
   "name": "wasm-cri-critest",

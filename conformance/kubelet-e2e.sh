@@ -18,6 +18,7 @@
 # kubelet.log, kubelet-daemon.log (wasm-cri), kubelet-pods.json (the kubelet's last /pods answer).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source conformance/harness.sh
 
 : "${CARGO_TARGET_DIR:=$HOME/.cache/wasm-cri-target}"
 : "${WASM_CRI_TOOLS:=$HOME/.cache/wasm-cri-tools}"
@@ -109,7 +110,6 @@ trap cleanup EXIT
 trap 'exit 130' INT # run the cleanup on Ctrl-C and kill too
 trap 'exit 143' TERM
 
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 log() { echo "kubelet-e2e: $(date +%T) $*"; }
 
 # --- results ---
@@ -164,26 +164,7 @@ cs() { echo "([.status.containerStatuses[]?, .status.initContainerStatuses[]?] |
 sandbox_of() { crictl pods --name "^$1-$NODE\$" --state ready -q | head -n 1; }
 
 # --- a throwaway registry with the fixture images ---
-port=$(free_port)
-registry=127.0.0.1:$port
-mkdir -p "$work/registry"
-cat >"$work/registry.yml" <<EOF
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $work/registry
-  delete:
-    enabled: true
-http:
-  addr: $registry
-EOF
-"$WCRI_REGISTRY_BIN" serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
-registry_pid=$!
-wait_until 20 "the registry on $registry" curl -fsS "http://$registry/v2/" || { cat "$work/registry.log"; exit 1; }
+start_registry "$work" || exit 1
 # wasm/<fixture>:latest (exitcode, memhog, hello, toolbox, ...) and the busybox/nginx stand-ins (the toolbox as
 # busybox with applets on PATH; nginx = its httpd serving port 80, which the image's ExposedPorts pre-opens).
 "$WCRI_FIXTURE" build-and-push --registry "$registry" --out "$work/fixtures" >"$work/images.txt"
@@ -196,8 +177,7 @@ MEMHOG=$registry/wasm/memhog:latest
 HELLO=$registry/wasm/hello:latest
 
 # --- wasm-cri, with a CNI bridge network (the same plugins as critest.sh) ---
-mkdir -p "$work/net.d"
-cat >"$work/net.d/10-wasm-cri-kubelet.conflist" <<EOF
+write_bridge_conflist "$work/net.d/10-wasm-cri-kubelet.conflist" wasm-cri-kubelet "$cni_bridge" 10.90.0.0/16 "$work/cni-ipam"
 {
   "cniVersion": "1.0.0",
   "name": "wasm-cri-kubelet",

@@ -32,6 +32,7 @@ use crate::error::ImageError;
 use crate::fsutil;
 use crate::layout::Layout;
 use crate::locks::{KeyedLocks, lock};
+use crate::registry::error_chain;
 use crate::store::ImageStore;
 use crate::types::Image;
 use crate::wasm_index::{self, WasmFile};
@@ -431,15 +432,4 @@ fn remove_logged(path: &Path, what: &'static str) {
         Ok(()) => info!(path = %path.display(), "{what}"),
         Err(error) => warn!(path = %path.display(), %error, "{what} failed"),
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

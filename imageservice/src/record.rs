@@ -13,6 +13,7 @@ use crate::digest::Digest;
 use crate::error::ImageError;
 use crate::fsutil;
 use crate::layout::Layout;
+use crate::registry::error_chain;
 use crate::types::Image;
 
 const VERSION: u64 = 1;
@@ -128,17 +129,6 @@ fn load_one(layout: &Layout, path: &Path) -> Result<Record, ImageError> {
         ));
     }
     Ok(record)
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

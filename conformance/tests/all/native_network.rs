@@ -23,6 +23,7 @@ use conformance::{
 use serde_json::{Value, json};
 
 use crate::client::Cri;
+use crate::sockets::in_netns;
 
 const NGINX: &str = "e2e-test-images/nginx:1.14-2";
 
@@ -150,22 +151,6 @@ fn run_pod(d: &Daemon, pod: &PodConfig, port_mappings: Value) -> String {
     let path = d.write_json(&format!("pod-{}", pod.name), &spec).unwrap();
     d.crictl_ok([std::ffi::OsStr::new("runp"), path.as_os_str()])
         .unwrap_or_else(|e| panic!("{e:#}\n--- daemon log:\n{}", d.log_tail(40)))
-}
-
-/// Runs `f` on a throw-away thread inside the namespace at `netns` (this process's when `None`).
-fn in_netns<T: Send + 'static>(
-    netns: Option<PathBuf>,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> T {
-    std::thread::spawn(move || {
-        if let Some(path) = netns {
-            let ns = std::fs::File::open(&path).unwrap();
-            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-        }
-        f()
-    })
-    .join()
-    .unwrap()
 }
 
 fn http_get(addr: SocketAddr) -> std::io::Result<String> {

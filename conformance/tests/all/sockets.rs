@@ -37,7 +37,7 @@ fn setup() -> (Registry, Daemon, String) {
 
 /// Runs `f` on a throw-away thread inside the network namespace pinned at `netns` (this thread's own when
 /// `None`), so the test process's threads stay where they are.
-fn in_netns<T: Send + 'static>(
+pub(crate) fn in_netns<T: Send + 'static>(
     netns: Option<PathBuf>,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> T {

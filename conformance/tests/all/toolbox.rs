@@ -720,7 +720,14 @@ fn root_busybox_image_runs_critest_commands() {
     let (reg, d) = critest_setup();
     let image = reg.image_ref("e2e-test-images/busybox:1.29-2");
     d.pull(&image).unwrap();
-    let pod = d.pod_config("toolbox").hostname("toolbox-pod");
+    let pod = d
+        .pod_config("toolbox")
+        .hostname("toolbox-pod")
+        .dns(conformance::DnsConfig {
+            servers: vec!["10.0.0.10".into(), "10.0.0.11".into()],
+            searches: vec!["ns.svc.cluster.local".into(), "svc.cluster.local".into()],
+            options: vec!["ndots:5".into()],
+        });
     let pod_id = d.run_pod(&pod).unwrap();
 
     // Started together so their (slow, debug-build) compiles overlap.
@@ -747,6 +754,14 @@ fn root_busybox_image_runs_critest_commands() {
     let echo = start(&d, &pod_id, &pod, "echo", &image, &["echo", "-n", "hello"]);
     let hostname = start(&d, &pod_id, &pod, "hostname", &image, &["hostname"]);
     let ls = start(&d, &pod_id, &pod, "ls", &image, &["ls", "-A", "/etc"]);
+    let resolv = start(
+        &d,
+        &pod_id,
+        &pod,
+        "resolv",
+        &image,
+        &["cat", "/etc/resolv.conf"],
+    );
     let files = start(
         &d,
         &pod_id,
@@ -782,6 +797,17 @@ fn root_busybox_image_runs_critest_commands() {
     for want in ["group", "hostname", "hosts", "passwd", "resolv.conf"] {
         assert!(etc.iter().any(|l| l == want), "{want} missing from {etc:?}");
     }
+    // The container's resolv.conf is the pod's DnsConfig, as the kubelet computed it.
+    assert_exit(&d, &resolv, 0);
+    assert_eq!(
+        stdout_of(&resolv.log),
+        [
+            "search ns.svc.cluster.local svc.cluster.local",
+            "nameserver 10.0.0.10",
+            "nameserver 10.0.0.11",
+            "options ndots:5"
+        ]
+    );
     assert_exit(&d, &files, 0);
     assert_eq!(stdout_of(&files.log), ["4096", "toolbox-pod", "Found"]);
     // id reads /proc/self/status: either the runtime provides it, or id says it cannot tell.

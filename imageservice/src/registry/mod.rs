@@ -156,8 +156,8 @@ pub(crate) fn failure_kind(error: &(dyn std::error::Error + 'static)) -> Option<
     None
 }
 
-/// `error: cause: cause`, for messages that must carry a whole chain.
-pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+/// `error: cause: cause`, for messages and log fields that must carry a whole chain.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -86,27 +86,6 @@ echo "critest: pushed $(wc -l <"$OUT/critest-images.txt") images to $registry"
 } >"$work/wasm-cri.toml"
 : "${CNI_BIN_DIR:=/usr/lib/cni}"
 write_bridge_conflist "$work/net.d/10-wasm-cri-critest.conflist" wasm-cri-critest "$cni_bridge" 10.89.0.0/16 "$work/cni-ipam"
-{
-  "cniVersion": "1.0.0",
-  "name": "wasm-cri-critest",
-  "plugins": [
-    {
-      "type": "bridge",
-      "bridge": "$cni_bridge",
-      "isGateway": true,
-      "ipMasq": false,
-      "ipam": {
-        "type": "host-local",
-        "ranges": [[{"subnet": "10.89.0.0/16"}]],
-        "routes": [{"dst": "0.0.0.0/0"}],
-        "dataDir": "$work/cni-ipam"
-      }
-    },
-    {"type": "portmap", "capabilities": {"portMappings": true}},
-    {"type": "loopback"}
-  ]
-}
-EOF
 printf '[cni]\nconf_dir = "%s"\nbin_dirs = ["%s"]\n' "$work/net.d" "$CNI_BIN_DIR" >>"$work/wasm-cri.toml"
 cat >"$work/test-images.yaml" <<'EOF'
 defaultTestContainerImage: registry.k8s.io/e2e-test-images/busybox:1.29-2

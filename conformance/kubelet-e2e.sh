@@ -178,27 +178,6 @@ HELLO=$registry/wasm/hello:latest
 
 # --- wasm-cri, with a CNI bridge network (the same plugins as critest.sh) ---
 write_bridge_conflist "$work/net.d/10-wasm-cri-kubelet.conflist" wasm-cri-kubelet "$cni_bridge" 10.90.0.0/16 "$work/cni-ipam"
-{
-  "cniVersion": "1.0.0",
-  "name": "wasm-cri-kubelet",
-  "plugins": [
-    {
-      "type": "bridge",
-      "bridge": "$cni_bridge",
-      "isGateway": true,
-      "ipMasq": false,
-      "ipam": {
-        "type": "host-local",
-        "ranges": [[{"subnet": "10.90.0.0/16"}]],
-        "routes": [{"dst": "0.0.0.0/0"}],
-        "dataDir": "$work/cni-ipam"
-      }
-    },
-    {"type": "portmap", "capabilities": {"portMappings": true}},
-    {"type": "loopback"}
-  ]
-}
-EOF
 printf '[cni]\nconf_dir = "%s"\nbin_dirs = ["%s"]\n' "$work/net.d" "$CNI_BIN_DIR" >"$work/wasm-cri.toml"
 start_daemon() {
   "$WASM_CRI_BIN" --config "$work/wasm-cri.toml" --socket "$work/cri.sock" --root "$work/root" \

@@ -286,7 +286,9 @@ fn skopeo_reads_our_archives_and_we_read_skopeos() {
             &format!("oci-archive:{}:v1", theirs.display()),
         ],
     );
-    d.crictl_ok(["rmi", &reference, &copied]).unwrap();
+    // One image under two tags: removing it by one removes both (crictl, given both, would race itself).
+    d.crictl_ok(["rmi", &reference]).unwrap();
+    assert!(d.crictl_ok(["images", "-q"]).unwrap().trim().is_empty());
     d.stop().unwrap();
     let out = image_cli(&d, &["import", theirs.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);

@@ -212,6 +212,41 @@ async fn remove_deletes_unshared_content_and_is_idempotent() {
 }
 
 #[tokio::test]
+async fn five_concurrent_removes_of_one_image_all_succeed() {
+    let root = tempfile::tempdir().unwrap();
+    let fake = FakeRegistry::default();
+    fake.push_image(
+        "127.0.0.1:5000/a:latest",
+        "/hello.wasm",
+        vec![hello_layer()],
+    );
+    let store = std::sync::Arc::new(open(root.path(), &fake));
+    let image = store.pull("127.0.0.1:5000/a", None).await.unwrap();
+
+    // By id, by tag and by repo digest at once, as the kubelet's GC and a user may: each succeeds.
+    let lookups = [
+        image.id.clone(),
+        "127.0.0.1:5000/a:latest".to_string(),
+        image.repo_digests[0].clone(),
+        image.id.clone(),
+        "127.0.0.1:5000/a".to_string(),
+    ];
+    let threads: Vec<_> = lookups
+        .into_iter()
+        .map(|lookup| {
+            let store = std::sync::Arc::clone(&store);
+            std::thread::spawn(move || store.remove(&lookup))
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap().unwrap();
+    }
+    assert!(store.list().is_empty());
+    assert!(dir_entries(&root.path().join("blobs/sha256")).is_empty());
+    assert!(dir_entries(&root.path().join("rootfs")).is_empty());
+}
+
+#[tokio::test]
 async fn reopen_loads_records_and_sweeps_leftovers() {
     let root = tempfile::tempdir().unwrap();
     let fake = FakeRegistry::default();

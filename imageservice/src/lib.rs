@@ -49,8 +49,10 @@
 //! image's artifacts go with the last image that lists their digest, and indexes and artifacts no
 //! image accounts for are swept at open. `ImageFsInfo` counts them (they are under the root).
 //!
-//! # Extension points (later issues)
-//! Blob liveness is the union of the records' `blobs` sets (GC can build on it).
+//! # Garbage collection
+//! Blob liveness is the union of the records' `blobs` sets plus the pins of running pulls: a remove
+//! deletes the blobs no other record or pull holds, and opening the store sweeps whatever no record
+//! refers to. Containers run on copies of an image's files, so removing an image they use is safe.
 
 mod blob;
 mod digest;

@@ -23,7 +23,7 @@ use conformance::{
 use serde_json::{Value, json};
 
 use crate::client::Cri;
-use crate::sockets::in_netns;
+use crate::sockets::{http_get, in_netns};
 
 const NGINX: &str = "e2e-test-images/nginx:1.14-2";
 
@@ -151,15 +151,6 @@ fn run_pod(d: &Daemon, pod: &PodConfig, port_mappings: Value) -> String {
     let path = d.write_json(&format!("pod-{}", pod.name), &spec).unwrap();
     d.crictl_ok([std::ffi::OsStr::new("runp"), path.as_os_str()])
         .unwrap_or_else(|e| panic!("{e:#}\n--- daemon log:\n{}", d.log_tail(40)))
-}
-
-fn http_get(addr: SocketAddr) -> std::io::Result<String> {
-    let mut conn = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    conn.set_read_timeout(Some(Duration::from_secs(20)))?;
-    conn.write_all(b"GET / HTTP/1.0\r\nHost: test\r\n\r\n")?;
-    let mut answer = String::new();
-    conn.read_to_string(&mut answer)?;
-    Ok(answer)
 }
 
 /// GETs until the nginx stand-in answers (its first start compiles the toolbox in a debug build).

@@ -5,7 +5,7 @@
 //! declaring a port already bound exits saying which port.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -52,14 +52,19 @@ pub(crate) fn in_netns<T: Send + 'static>(
     .unwrap()
 }
 
-/// One HTTP/1.0 GET of `/` at 127.0.0.1:`port`; the whole answer, or the connect/read error.
-fn get(port: u16) -> std::io::Result<String> {
-    let mut conn = TcpStream::connect((Ipv4Addr::LOCALHOST, port))?;
+/// One HTTP/1.0 GET of `/` at `addr`; the whole answer, or the connect/read error.
+pub(crate) fn http_get(addr: SocketAddr) -> std::io::Result<String> {
+    let mut conn = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     conn.set_read_timeout(Some(Duration::from_secs(20)))?;
     conn.write_all(REQUEST)?;
     let mut answer = String::new();
     conn.read_to_string(&mut answer)?;
     Ok(answer)
+}
+
+/// [`http_get`] at 127.0.0.1:`port`.
+fn get(port: u16) -> std::io::Result<String> {
+    http_get(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
 }
 
 /// GETs `/` until the server answers (the container's first start compiles the toolbox in a debug build).
